@@ -1,0 +1,1 @@
+"""Batched Crazyflie swarm simulator in PyTorch."""

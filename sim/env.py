@@ -1,0 +1,307 @@
+"""The swarm environment: E environments of M drones stepped together, with auto-reset.
+
+A thin layer over the pure physics (`dynamics.physics_step`) that adds what learning needs: scenarios,
+neighbour and obstacle sensing, collisions, noise and latency, rewards, per-episode metrics, snapshots.
+All state lives in tensors whose first axis is the environment, so resetting, snapshotting or replaying
+any subset of environments is one indexed copy; nothing loops over drones or environments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from nanoswarm.sim import tensor_struct
+from nanoswarm.sim.arena import load_arena
+from nanoswarm.sim.config import EnvConfig
+from nanoswarm.sim.delay import DelayLine
+from nanoswarm.sim.draws import DrawLayout, box_muller
+from nanoswarm.sim.dynamics import DroneState, hover_thrust, quat_from_rotvec
+from nanoswarm.sim.interactions import CollisionResponse, DownwashModel, pairwise
+from nanoswarm.sim.observation import ObservationLayout
+from nanoswarm.sim.obstacles import ObstacleGrid, distance_grid
+from nanoswarm.sim.params import (DroneParams, load_params, load_randomization, nominal_drone_params,
+                                  randomized_drone_params)
+from nanoswarm.sim.scenarios import EpisodeStart, ScenarioContext, make_scenario
+from nanoswarm.sim.step import EpisodeStats, Sensing, StepConstants, control_step, observe
+
+
+@dataclass
+class SwarmState:
+    """Everything that determines the future of the environments (environment-first tensors)."""
+
+    drones: DroneState
+    params: DroneParams
+    action_delay: DelayLine
+    obs_delay: DelayLine
+    downwash: torch.Tensor          # (E, M, 3) wake acceleration applied during the next step
+    goals: torch.Tensor             # (E, M, 3)
+    occupancy: torch.Tensor         # (E, nx, ny) bool
+    obstacle_radius: torch.Tensor   # (E,)
+    success_radius: torch.Tensor    # (E,)
+    goal_period: torch.Tensor       # (E,) s, inf for fixed goals
+    next_goal_change: torch.Tensor  # (E,) s since episode start
+    steps: torch.Tensor             # (E,) control steps since episode start
+    stats: EpisodeStats
+
+
+@dataclass
+class Snapshot:
+    """A full copy of the environments' state, RNG included, for collision replay and exact replay."""
+
+    state: SwarmState
+    observation: torch.Tensor
+    rng_state: torch.Tensor
+
+
+@dataclass
+class StepResult:
+    observation: torch.Tensor       # (E, M, obs) after auto-reset
+    reward: torch.Tensor            # (E, M)
+    done: torch.Tensor              # (E,) bool: the episode hit its time limit (a truncation)
+    info: dict = field(default_factory=dict)
+    # info["episode"]: metrics of finished episodes, each (n_done,); info["done_envs"]: their indices;
+    # info["final_observation"]: (n_done, M, obs) observation before the reset.
+
+
+class SwarmEnv:
+    """Batched swarm environment. `reset()` then `step(action)` with actions (E, M, 4) in [-1, 1]."""
+
+    def __init__(self, config: EnvConfig, compile: bool = False):
+        config.validate()
+        self.config = config
+        self.device = torch.device(config.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed)
+        self.quad = load_params(config.params)
+        self.ranges = load_randomization(config.randomization) if config.randomize else None
+        self.arena = load_arena(config.arena)
+        self.obstacle_grid = ObstacleGrid(
+            cell=self.arena.obstacle_cell, cells=self.arena.obstacle_cells,
+            max_radius=0.5 * config.obstacle_diameter, sense_range=config.obstacle_sense_range)
+        self.layout = ObservationLayout(num_neighbors=config.num_neighbors)
+        self.scenario = make_scenario(ScenarioContext(config, self.arena, self.obstacle_grid, self.generator))
+        self.physics_dt = 1.0 / config.physics_hz
+        self.control_dt = 1.0 / config.control_hz
+        r = self.quad.collision_radius
+        noise = config.noise
+        self._sensor_sigma = (noise.position, noise.velocity, noise.attitude, noise.rates)
+        self.constants = StepConstants(
+            substeps=config.substeps, physics_dt=self.physics_dt, control_dt=self.control_dt,
+            num_neighbors=config.num_neighbors,
+            room_high=(0.5 * self.arena.room[0] - r, 0.5 * self.arena.room[1] - r, self.arena.room[2] - r),
+            contact_distance=2.0 * r, collision_radius=r, restitution=config.restitution, grace_s=config.grace_s,
+            draws=DrawLayout(motor_normals=4 * config.substeps if config.noise.motor else 0,
+                             sensing_normals=12 if max(self._sensor_sigma) > 0 else 0,
+                             kick_uniforms=4 if config.collision_spin_kick[1] > 0 else 0),
+            sensor_sigma=self._sensor_sigma,
+            drag=config.drag and any(d > 0 for d in self.quad.drag),
+            has_obstacles=config.scenario == "obstacles",
+            collision=CollisionResponse(config.restitution, config.collision_spin_kick),
+            downwash=DownwashModel(enabled=config.downwash), obstacles=self.obstacle_grid, rewards=config.rewards)
+        self.max_latency_steps = self._max_latency_steps()
+        self.penalty_scale = torch.ones((), device=self.device)
+        self.state: SwarmState | None = None
+        self.observation: torch.Tensor | None = None
+        # The step core is pure; compiling it fuses the whole step (see BENCHMARKS.md for the gain).
+        self._control_step = torch.compile(control_step, dynamic=False) if compile else control_step
+
+    # ----------------------------------------------------------------------------------------- sizes
+    @property
+    def num_envs(self) -> int:
+        return self.config.num_envs
+
+    @property
+    def drones(self) -> int:
+        return self.config.drones_per_swarm
+
+    @property
+    def obs_size(self) -> int:
+        return self.layout.size
+
+    def set_penalty_scale(self, scale: float) -> None:
+        """Scale of the collision and proximity penalties, annealed from 0 to 1 by training."""
+        self.penalty_scale.fill_(float(scale))
+
+    def _max_latency_steps(self) -> int:
+        latency = self.ranges.latency[1] if self.ranges is not None else self.quad.latency
+        return round(latency / self.physics_dt)
+
+    # ----------------------------------------------------------------------------------------- reset
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start new episodes in every environment; returns observations (E, M, obs)."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self.state = self._initial_state(self.scenario.start(self.num_envs))
+        obs = self._observe(self.state)
+        self.state.obs_delay = DelayLine.filled(obs, self.state.obs_delay.delay, self.config.noise.observation_latency_steps)
+        self.observation = obs
+        return obs
+
+    def _drone_params(self, n: int) -> DroneParams:
+        count = n * self.drones
+        if self.ranges is None:
+            flat = nominal_drone_params(self.quad, count, self.physics_dt, self.device)
+        else:
+            flat = randomized_drone_params(self.quad, self.ranges, count, self.physics_dt, self.generator,
+                                           self.device)
+        return tensor_struct.map_tensors(flat, lambda t: t.reshape(n, self.drones, *t.shape[1:]))
+
+    def _initial_state(self, start: EpisodeStart) -> SwarmState:
+        n, m = start.pos.shape[:2]
+        dev = self.device
+        params = self._drone_params(n)
+        hover = hover_thrust(params)
+        quat = torch.zeros(n, m, 4, device=dev)
+        quat[..., 0] = 1.0
+        vel = torch.zeros(n, m, 3, device=dev)
+        omega = torch.zeros(n, m, 3, device=dev)
+        throw = self.config.throw
+        if throw.enabled:
+            axis = torch.randn((n, m, 3), generator=self.generator, device=dev)
+            axis = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True).clamp_min(1e-6)
+            angle = torch.rand((n, m, 1), generator=self.generator, device=dev) * math.radians(throw.max_tilt_deg)
+            quat = quat_from_rotvec(axis * angle)
+            vel = throw.speed * torch.randn((n, m, 3), generator=self.generator, device=dev)
+            omega = throw.rates * torch.randn((n, m, 3), generator=self.generator, device=dev)
+        drones = DroneState(pos=start.pos, vel=vel, quat=quat, omega=omega, thrust=hover.clone(),
+                            motor_noise=torch.zeros(n, m, 4, device=dev))
+        occupancy = start.occupancy if start.occupancy is not None else torch.zeros(
+            n, *self.obstacle_grid.cells, dtype=torch.bool, device=dev)
+        zeros = torch.zeros(n, m, device=dev)
+        obs_placeholder = torch.zeros(n, m, self.obs_size, device=dev)
+        obs_delay_steps = torch.full((n, m), self.config.noise.observation_latency_steps, dtype=torch.int64, device=dev)
+        return SwarmState(
+            drones=drones, params=params,
+            action_delay=DelayLine.filled(hover, params.latency_steps, self.max_latency_steps),
+            obs_delay=DelayLine.filled(obs_placeholder, obs_delay_steps, self.config.noise.observation_latency_steps),
+            downwash=torch.zeros(n, m, 3, device=dev), goals=start.goals, occupancy=occupancy,
+            obstacle_radius=torch.full((n,), 0.5 * self.config.obstacle_diameter, device=dev),
+            success_radius=start.success_radius, goal_period=start.goal_period,
+            next_goal_change=start.goal_period.clone(),
+            steps=torch.zeros(n, dtype=torch.int64, device=dev),
+            stats=EpisodeStats(collisions=zeros.long(), drone_collisions=zeros.long(),
+                               obstacle_collisions=zeros.long(), wall_hits=zeros.long(), air_steps=zeros.long()),
+        )
+
+    # ---------------------------------------------------------------------------------- observation
+    def _sensing(self, n: int) -> Sensing | None:
+        """Sensor errors for n freshly reset environments (the step draws its own)."""
+        if self.constants.draws.sensing_normals == 0:
+            return None
+        uniforms = torch.rand((n, self.drones, 12), generator=self.generator, device=self.device)
+        return Sensing.from_normals(box_muller(uniforms).reshape(n, self.drones, 4, 3), self._sensor_sigma)
+
+    def _observe(self, s: SwarmState) -> torch.Tensor:
+        """Observations (n, M, obs) of the environments held in `s` (all of them, or a fresh subset)."""
+        d = s.drones
+        grid = distance_grid(self.obstacle_grid, s.occupancy, s.obstacle_radius, d.pos[..., :2])[0]
+        return observe(d, s.goals, pairwise(d.pos, d.vel), grid, self.config.num_neighbors,
+                       self._sensing(d.pos.shape[0]))
+
+    @staticmethod
+    def _check_finite(values: torch.Tensor, what: str, hint: str) -> None:
+        """Name the first environment and drone whose `values` (E, M, ...) hold NaN or Inf.
+
+        One sum is a single pass and is non-finite whenever any element is, so the common case is cheap.
+        """
+        if bool(torch.isfinite(values.sum())):
+            return
+        bad = (~torch.isfinite(values)).reshape(*values.shape[:2], -1).any(-1).nonzero()
+        if bad.numel():
+            env, drone = bad[0].tolist()
+            raise FloatingPointError(f"{what} of environment {env}, drone {drone} is not finite "
+                                     f"({values[env, drone].tolist()}); {hint}")
+
+    # ------------------------------------------------------------------------------------------ step
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Advance every environment by one control step; finished episodes restart automatically."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        s, cfg = self.state, self.config
+        action = torch.as_tensor(action, dtype=torch.float32, device=self.device)
+        expected = (self.num_envs, self.drones, 4)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action has shape {tuple(action.shape)}, expected {expected} (envs, drones, motors)")
+        self._check_finite(action, "the action", "the policy produced NaN or Inf; check its weights and inputs")
+
+        uniforms = torch.rand((self.num_envs, self.drones, self.constants.draws.size), generator=self.generator,
+                              device=self.device)
+        out = self._control_step(
+            s.drones, s.params, s.action_delay, s.downwash, s.goals, s.occupancy, s.obstacle_radius, s.stats,
+            s.steps, action.clamp(-1.0, 1.0), uniforms, self.penalty_scale, self.constants)
+        s.drones, s.action_delay.history, s.downwash = out.drones, out.action_history, out.downwash
+        s.stats, s.steps = out.stats, out.steps
+        observation = out.observation
+        self._check_finite(observation, "the observation",
+                           "the simulation diverged; check the actions and the parameter set")
+        self._change_goals(s)
+
+        done = s.steps >= cfg.episode_steps
+        info: dict = {}
+        if bool(done.any()):
+            rows = done.nonzero().squeeze(1)
+            info = {"done_envs": rows, "final_observation": observation[rows],
+                    "episode": self._episode_metrics(s, rows, out.distance[rows])}
+            fresh = self._initial_state(self.scenario.start(rows.numel()))
+            fresh_obs = self._observe(fresh)
+            fresh.obs_delay = DelayLine.filled(fresh_obs, fresh.obs_delay.delay, cfg.noise.observation_latency_steps)
+            tensor_struct.assign(s, rows, fresh)
+            observation[rows] = fresh_obs
+        observation = s.obs_delay.push(observation)
+        self.observation = observation
+        return StepResult(observation=observation, reward=out.reward, done=done, info=info)
+
+    def _change_goals(self, s: SwarmState) -> None:
+        """Move the goals of dynamic scenarios whose goal period has elapsed."""
+        due = s.steps.float() * self.control_dt >= s.next_goal_change
+        if bool(due.any()):
+            rows = due.nonzero().squeeze(1)
+            s.goals[rows] = self.scenario.next_goals(s.goals[rows])
+            s.next_goal_change[rows] += s.goal_period[rows]
+
+    def _episode_metrics(self, s: SwarmState, rows: torch.Tensor, final_distance: torch.Tensor
+                         ) -> dict[str, torch.Tensor]:
+        """Metrics of the episodes ending in environments `rows` (each (n,), averaged over drones)."""
+        st = tensor_struct.select(s.stats, rows)
+        reached = final_distance < s.success_radius[rows].unsqueeze(1)
+        minutes = s.steps[rows].float().unsqueeze(1) * self.control_dt / 60.0
+        return {
+            "success_rate": (reached & (st.collisions == 0)).float().mean(1),
+            "collision_rate": (st.collisions > 0).float().mean(1),
+            "collisions_per_drone": st.collisions.float().mean(1),
+            "collisions_per_drone_minute": (st.collisions.float() / minutes).mean(1),
+            "drone_collisions_per_drone": st.drone_collisions.float().mean(1),
+            "obstacle_collisions_per_drone": st.obstacle_collisions.float().mean(1),
+            "wall_hits_per_drone": st.wall_hits.float().mean(1),
+            "final_distance_m": final_distance.mean(1),
+            "time_in_air": (st.air_steps.float() / s.steps[rows].float().unsqueeze(1)).mean(1),
+        }
+
+    # ------------------------------------------------------------------------------------- snapshots
+    def snapshot(self) -> Snapshot:
+        """A deep copy of the full state; `restore` continues exactly as the original would."""
+        if self.state is None or self.observation is None:
+            raise RuntimeError("call reset() before snapshot()")
+        return Snapshot(state=tensor_struct.clone(self.state), observation=self.observation.clone(),
+                        rng_state=self.generator.get_state())
+
+    def restore(self, snap: Snapshot) -> torch.Tensor:
+        self.state = tensor_struct.clone(snap.state)
+        self.observation = snap.observation.clone()
+        self.generator.set_state(snap.rng_state)
+        return self.observation
+
+    def export_envs(self, rows: torch.Tensor) -> Snapshot:
+        """The state of some environments, to restart them (or others) from it later (collision replay)."""
+        assert self.state is not None and self.observation is not None
+        return Snapshot(state=tensor_struct.select(self.state, rows), observation=self.observation[rows].clone(),
+                        rng_state=self.generator.get_state())
+
+    def import_envs(self, rows: torch.Tensor, part: Snapshot) -> None:
+        """Overwrite environments `rows` with states exported earlier (the RNG stays as it is)."""
+        assert self.state is not None and self.observation is not None
+        tensor_struct.assign(self.state, rows, part.state)
+        self.observation[rows] = part.observation

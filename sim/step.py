@@ -1,0 +1,181 @@
+"""One control step of the swarm as a pure function, and the observation builder it shares with resets.
+
+Everything here maps tensors to tensors with no Python control flow that depends on data and no RNG of
+its own (random draws come in as arguments), so `torch.compile` can fuse the whole step into a few loops
+and the same seed gives the same rollout compiled or not. `SwarmEnv` calls `control_step` and keeps the
+parts that must branch on data: auto-resets, goal changes and error checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nanoswarm.sim.config import RewardConfig
+from nanoswarm.sim.delay import DelayLine
+from nanoswarm.sim.draws import DrawLayout, split_draws
+from nanoswarm.sim.dynamics import DroneState, commanded_thrust, physics_step, quat_from_rotvec, rotation_matrix
+from nanoswarm.sim.interactions import (CollisionResponse, DownwashModel, Pairwise, downwash_accel,
+                                        nearest_neighbors, pairwise, resolve_drone_collisions)
+from nanoswarm.sim.observation import OBSTACLE_POINTS, build_observation
+from nanoswarm.sim.obstacles import CENTRE_POINT, ObstacleGrid, distance_grid, resolve_obstacle_collisions
+from nanoswarm.sim.params import DroneParams
+from nanoswarm.sim.rewards import step_reward
+
+FLOOR_CONTACT_HEIGHT = 1e-3  # m; the physics clamps grounded drones to z = 0 exactly
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """Everything static that a step needs (hashable, so a compiled step specialises on it)."""
+
+    substeps: int
+    physics_dt: float
+    control_dt: float
+    num_neighbors: int
+    room_high: tuple[float, float, float]   # largest x, y, z of a drone centre (walls, ceiling)
+    contact_distance: float                 # centre distance of two touching drones
+    collision_radius: float
+    restitution: float
+    grace_s: float
+    draws: DrawLayout                       # what the step's block of uniforms holds
+    sensor_sigma: tuple[float, float, float, float]  # position, velocity, attitude, rates
+    drag: bool                              # the parameter set has non-zero drag and drag is on
+    has_obstacles: bool                     # False: skip the column grid (it reads the sensing range)
+    collision: CollisionResponse
+    downwash: DownwashModel
+    obstacles: ObstacleGrid
+    rewards: RewardConfig
+
+
+@dataclass
+class EpisodeStats:
+    """Running per-drone counts of the current episode (E, M)."""
+
+    collisions: torch.Tensor           # drone and column impacts after the grace period
+    drone_collisions: torch.Tensor     # drone-drone impacts after the grace period
+    obstacle_collisions: torch.Tensor  # column impacts after the grace period
+    wall_hits: torch.Tensor            # steps touching a wall or the ceiling, whole episode
+    air_steps: torch.Tensor            # control steps off the floor
+
+
+@dataclass
+class Sensing:
+    """Per-step errors of the sensors, (E, M, 3) each."""
+
+    position: torch.Tensor
+    velocity: torch.Tensor
+    attitude: torch.Tensor
+    rates: torch.Tensor
+
+    @staticmethod
+    def from_normals(normals: torch.Tensor | None, sigma: tuple[float, float, float, float]) -> "Sensing | None":
+        """Scale standard normals (E, M, 4, 3) by the sensor standard deviations."""
+        if normals is None:
+            return None
+        scaled = normals * torch.tensor(sigma, dtype=normals.dtype, device=normals.device).view(4, 1)
+        return Sensing(*scaled.unbind(-2))
+
+
+@dataclass
+class StepOutput:
+    drones: DroneState
+    action_history: torch.Tensor
+    downwash: torch.Tensor
+    stats: EpisodeStats
+    steps: torch.Tensor
+    reward: torch.Tensor       # (E, M)
+    observation: torch.Tensor  # (E, M, obs), before observation latency
+    distance: torch.Tensor     # (E, M) to the goal
+
+
+def observe(drones: DroneState, goals: torch.Tensor, pw: Pairwise, grid: torch.Tensor, num_neighbors: int,
+            sensing: Sensing | None) -> torch.Tensor:
+    """Observations (E, M, obs) in the layout of `observation.ObservationLayout`.
+
+    With sensing noise, each drone's own estimate is noisy and neighbours are seen through their own
+    noisy estimates (as when drones broadcast their state), so relative terms carry both errors.
+    """
+    rot = rotation_matrix(drones.quat)
+    pos, vel, omega = drones.pos, drones.vel, drones.omega
+    idx, nb_pos, nb_vel = nearest_neighbors(pw, num_neighbors)
+    if sensing is not None:
+        pos, vel, omega = pos + sensing.position, vel + sensing.velocity, omega + sensing.rates
+        error = rotation_matrix(quat_from_rotvec(sensing.attitude))
+        rot = (rot.unsqueeze(-1) * error.unsqueeze(-3)).sum(-2)      # rot @ error, fused when compiled
+        m = pos.shape[1]
+        gather = idx.unsqueeze(-1).expand(*idx.shape, 3)
+        nb_pos = nb_pos + torch.gather(sensing.position.unsqueeze(1).expand(-1, m, -1, -1), 2, gather) \
+            - sensing.position.unsqueeze(2)
+        nb_vel = nb_vel + torch.gather(sensing.velocity.unsqueeze(1).expand(-1, m, -1, -1), 2, gather) \
+            - sensing.velocity.unsqueeze(2)
+    return build_observation(pos - goals, vel, rot, omega, pos[..., 2:3], nb_pos, nb_vel, grid)
+
+
+def keep_in_room(pos: torch.Tensor, vel: torch.Tensor, high: tuple[float, float, float], restitution: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clip drones to the walls and ceiling, bouncing them back; returns pos, vel and touching (E, M)."""
+    hi = torch.tensor(high, dtype=pos.dtype, device=pos.device)
+    lo = torch.tensor((-high[0], -high[1], -float("inf")), dtype=pos.dtype, device=pos.device)
+    above, below = pos > hi, pos < lo
+    into = (above & (vel > 0)) | (below & (vel < 0))
+    vel = torch.where(into, -restitution * vel, vel)
+    return torch.minimum(torch.maximum(pos, lo), hi), vel, (above | below).any(-1)
+
+
+def control_step(
+    drones: DroneState, params: DroneParams, action_delay: DelayLine, downwash: torch.Tensor,
+    goals: torch.Tensor, occupancy: torch.Tensor, obstacle_radius: torch.Tensor, stats: EpisodeStats,
+    steps: torch.Tensor, action: torch.Tensor, uniforms: torch.Tensor, penalty_scale: torch.Tensor,
+    k: StepConstants,
+) -> StepOutput:
+    """Advance E swarms by one control step for actions (E, M, 4) already checked and clipped.
+
+    uniforms: (E, M, k.draws.size) uniforms in [0, 1), all the randomness of the step.
+    """
+    motor_draw, sensing_draw, kick_draw = split_draws(uniforms, k.draws)
+    cmd = commanded_thrust(action, params)
+    history = action_delay.history
+    for i in range(k.substeps):
+        line = DelayLine(history=history, delay=action_delay.delay)
+        delayed = line.push(cmd)
+        history = line.history
+        noise = motor_draw[..., i, :] if motor_draw is not None else None
+        drones = physics_step(drones, delayed, params, k.physics_dt, noise, downwash, k.drag)
+    pos, vel, touching_wall = keep_in_room(drones.pos, drones.vel, k.room_high, k.restitution)
+
+    pw = pairwise(pos, vel)
+    vel, pos_fix, omega, drone_impacts = resolve_drone_collisions(
+        pw, vel, drones.omega, k.contact_distance, k.collision, kick_draw)
+    pos = pos + pos_fix
+    if k.has_obstacles:
+        grid, nearest = distance_grid(k.obstacles, occupancy, obstacle_radius, pos[..., :2])
+        pos, vel, obstacle_impacts = resolve_obstacle_collisions(
+            grid[..., CENTRE_POINT], nearest, pos, vel, k.collision_radius, k.restitution)
+    else:
+        grid = torch.full((*pos.shape[:2], OBSTACLE_POINTS), k.obstacles.sense_range, device=pos.device)
+        obstacle_impacts = torch.zeros(pos.shape[:2], dtype=torch.bool, device=pos.device)
+    drones = drones.replace(pos=pos, vel=vel, omega=omega)
+    wake = downwash_accel(pw, k.downwash) if k.downwash.enabled else downwash
+
+    on_floor = pos[..., 2] <= FLOOR_CONTACT_HEIGHT
+    distance = torch.linalg.vector_norm(pos - goals, dim=-1)
+    up_z = 1.0 - 2.0 * (drones.quat[..., 1] ** 2 + drones.quat[..., 2] ** 2)   # R[2, 2]
+    reward = step_reward(k.rewards, k.control_dt, penalty_scale, distance, action, on_floor, up_z, omega,
+                         drone_impacts.float(), obstacle_impacts.float(), pw.dist)
+
+    steps = steps + 1
+    counted = (steps.float() * k.control_dt > k.grace_s).unsqueeze(1)
+    drone_counted = drone_impacts * counted
+    obstacle_counted = obstacle_impacts.long() * counted
+    stats = EpisodeStats(
+        collisions=stats.collisions + drone_counted + obstacle_counted,
+        drone_collisions=stats.drone_collisions + drone_counted,
+        obstacle_collisions=stats.obstacle_collisions + obstacle_counted,
+        wall_hits=stats.wall_hits + touching_wall.long(),
+        air_steps=stats.air_steps + (~on_floor).long(),
+    )
+    observation = observe(drones, goals, pw, grid, k.num_neighbors, Sensing.from_normals(sensing_draw, k.sensor_sigma))
+    return StepOutput(drones=drones, action_history=history, downwash=wake, stats=stats, steps=steps,
+                      reward=reward, observation=observation, distance=distance)

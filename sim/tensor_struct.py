@@ -1,0 +1,56 @@
+"""Dataclasses of tensors treated as one value: clone, select environments, write environments back.
+
+The environment keeps all of its state in such dataclasses with the environment as the first axis, so a
+snapshot, a restore, or a reset of some environments is one generic operation rather than a list of
+fields to keep in sync by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, TypeVar
+
+import torch
+
+S = TypeVar("S")
+
+
+def map_tensors(struct: S, fn: Callable[[torch.Tensor], torch.Tensor]) -> S:
+    """A copy of `struct` with `fn` applied to every tensor, recursing into nested dataclasses."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(struct):
+        value = getattr(struct, f.name)
+        if isinstance(value, torch.Tensor):
+            changes[f.name] = fn(value)
+        elif dataclasses.is_dataclass(value):
+            changes[f.name] = map_tensors(value, fn)
+    return dataclasses.replace(struct, **changes)
+
+
+def clone(struct: S) -> S:
+    return map_tensors(struct, lambda t: t.clone())
+
+
+def select(struct: S, rows: torch.Tensor) -> S:
+    """Rows `rows` of the first axis of every tensor (a copy)."""
+    return map_tensors(struct, lambda t: t[rows])
+
+
+def assign(struct: Any, rows: torch.Tensor, source: Any) -> None:
+    """Write `source` (as returned by `select`) into rows `rows` of `struct`, in place."""
+    for f in dataclasses.fields(struct):
+        value = getattr(struct, f.name)
+        if isinstance(value, torch.Tensor):
+            value[rows] = getattr(source, f.name)
+        elif dataclasses.is_dataclass(value):
+            assign(value, rows, getattr(source, f.name))
+
+
+def copy_into(struct: Any, source: Any) -> None:
+    """Overwrite every tensor of `struct` in place with the matching tensor of `source`."""
+    for f in dataclasses.fields(struct):
+        value = getattr(struct, f.name)
+        if isinstance(value, torch.Tensor):
+            value.copy_(getattr(source, f.name))
+        elif dataclasses.is_dataclass(value):
+            copy_into(value, getattr(source, f.name))
