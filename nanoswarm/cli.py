@@ -1,2 +1,98 @@
-def main():
-    print("hi")
+"""The `nanoswarm` command: one verb per step of the user's day.
+
+Verbs that produce numbers print them as a table and, with `--json PATH`, write them for scripts and CI.
+Configuration errors are reported as one clear line (exit code 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nanoswarm.config import ConfigError
+
+console = Console()
+
+
+def _write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+        console.print(f"wrote {path}")
+
+
+def _table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+def cmd_bench_sim(args: argparse.Namespace) -> int:
+    from nanoswarm.sim.bench import bench_config, bench_sim
+
+    config = bench_config(args.drones_per_swarm, args.obstacle_density, args.envs, args.device)
+    result = bench_sim(config, steps=args.steps, repeats=args.repeats, compile=not args.no_compile)
+    rows = dataclasses.asdict(result)
+    shown = {k: v for k, v in rows.items() if k != "agent_steps_per_s_all"}
+    console.print(_table("nanoswarm bench sim", shown))
+    _write_json(args.json, rows)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nanoswarm.sim.demo import run_demo
+
+    metrics = run_demo(num_envs=args.envs, drones=args.drones, seconds=args.seconds, seed=args.seed)
+    console.print(_table("nanoswarm demo: geometric controller, formation change", metrics))
+    _write_json(args.json, metrics)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nanoswarm", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    demo = verbs.add_parser("demo", help="fly a simulated swarm through formation changes and print its metrics")
+    demo.add_argument("--envs", type=int, default=16, help="swarms flown side by side")
+    demo.add_argument("--drones", type=int, default=8, help="drones per swarm")
+    demo.add_argument("--seconds", type=float, default=15.0, help="flight time")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", help="also write the metrics to this JSON file")
+    demo.set_defaults(run=cmd_demo)
+
+    bench = verbs.add_parser("bench", help="benchmarks (results belong in BENCHMARKS.md)")
+    targets = bench.add_subparsers(dest="target", required=True)
+    sim = targets.add_parser("sim", help="simulator agent-steps/s at the control rate, everything included")
+    sim.add_argument("--device", default="cpu", help="cpu or cuda")
+    sim.add_argument("--drones-per-swarm", type=int, default=8)
+    sim.add_argument("--obstacle-density", type=float, default=0.0)
+    sim.add_argument("--envs", type=int, default=None, help="environments (default: 65536 drones in all)")
+    sim.add_argument("--steps", type=int, default=100, help="control steps per repeat")
+    sim.add_argument("--repeats", type=int, default=5)
+    sim.add_argument("--no-compile", action="store_true", help="measure the eager step instead")
+    sim.add_argument("--json", help="also write the result to this JSON file")
+    sim.set_defaults(run=cmd_bench_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as err:
+        console.print(f"[red]configuration error:[/red] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -240,6 +240,8 @@ class SwarmEnv:
         self._change_goals(s)
 
         done = s.steps >= cfg.episode_steps
+        # The delayed observation is what the policy sees, the final one of an episode included.
+        observation = s.obs_delay.push(observation)
         info: dict = {}
         if bool(done.any()):
             rows = done.nonzero().squeeze(1)
@@ -250,7 +252,6 @@ class SwarmEnv:
             fresh.obs_delay = DelayLine.filled(fresh_obs, fresh.obs_delay.delay, cfg.noise.observation_latency_steps)
             tensor_struct.assign(s, rows, fresh)
             observation[rows] = fresh_obs
-        observation = s.obs_delay.push(observation)
         self.observation = observation
         return StepResult(observation=observation, reward=out.reward, done=done, info=info)
 

@@ -35,7 +35,7 @@ class QuadParams:
     motor_tau_down: float
     drag: tuple[float, float, float] = (0.0, 0.0, 0.0)
     motor_noise_sigma: float = 0.0
-    motor_noise_theta: float = 20.0
+    motor_noise_theta: float = 30.0
     latency: float = 0.0
     collision_radius: float = 0.046
 

@@ -1,0 +1,66 @@
+"""A batched geometric position controller (Lee, Leok and McClamroch, 2010) on SO(3).
+
+It flies the demo and gives every user a working baseline before any policy is trained: it maps each
+drone's state and goal straight to the same 4 motor actions a policy outputs, through the same inverse
+mixer and thrust curve. It does not avoid other drones; collisions it suffers are what a learned swarm
+policy is for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nanoswarm.sim.dynamics import DroneState, action_for_thrust, motor_thrusts_for_wrench, rotation_matrix
+from nanoswarm.sim.params import GRAVITY, DroneParams
+
+
+@dataclass(frozen=True)
+class GeometricGains:
+    """Gains as accelerations, so they suit any mass and inertia. The attitude loop is kept slow
+    enough for the Crazyflie's 0.25 s falling motor constant."""
+
+    position: float = 4.0        # 1/s^2
+    velocity: float = 3.0        # 1/s
+    attitude: float = 120.0      # 1/s^2
+    rates: float = 26.0          # 1/s
+    max_lateral_accel: float = 4.0   # m/s^2, limits the tilt
+    max_speed: float = 1.5           # m/s, the position error is saturated to keep approaches gentle
+
+
+def _vee(skew: torch.Tensor) -> torch.Tensor:
+    return torch.stack((skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]), dim=-1)
+
+
+def geometric_control(state: DroneState, goals: torch.Tensor, params: DroneParams,
+                      gains: GeometricGains = GeometricGains()) -> torch.Tensor:
+    """Actions (..., 4) in [-1, 1] that fly each drone to its goal with zero yaw."""
+    error = goals - state.pos
+    # Saturate the position term so that far goals are approached at max_speed, not with max tilt.
+    desired_vel = error * gains.position / gains.velocity
+    speed = torch.linalg.vector_norm(desired_vel, dim=-1, keepdim=True)
+    desired_vel = desired_vel * (gains.max_speed / speed.clamp_min(gains.max_speed))
+    accel = gains.velocity * (desired_vel - state.vel)
+    lateral = accel[..., :2]
+    norm = torch.linalg.vector_norm(lateral, dim=-1, keepdim=True)
+    lateral = lateral * (gains.max_lateral_accel / norm.clamp_min(gains.max_lateral_accel))
+    accel = torch.cat((lateral, accel[..., 2:].clamp(-0.5 * GRAVITY, GRAVITY)), dim=-1)
+    force = params.mass.unsqueeze(-1) * (accel + torch.tensor((0.0, 0.0, GRAVITY), device=accel.device))
+
+    rot = rotation_matrix(state.quat)
+    b3 = force / torch.linalg.vector_norm(force, dim=-1, keepdim=True)
+    heading = torch.zeros_like(b3)
+    heading[..., 0] = 1.0
+    b2 = torch.linalg.cross(b3, heading)
+    b2 = b2 / torch.linalg.vector_norm(b2, dim=-1, keepdim=True)
+    b1 = torch.linalg.cross(b2, b3)
+    desired = torch.stack((b1, b2, b3), dim=-1)
+    rot_error = 0.5 * _vee(desired.transpose(-1, -2) @ rot - rot.transpose(-1, -2) @ desired)
+
+    inertia = params.inertia
+    omega = state.omega
+    torque = inertia * (-gains.attitude * rot_error - gains.rates * omega) + torch.linalg.cross(omega, inertia * omega)
+    collective = (force * rot[..., :, 2]).sum(-1).clamp_min(0.0)
+    thrusts = motor_thrusts_for_wrench(collective, torque, params)
+    return action_for_thrust(thrusts.clamp_min(0.0), params)
