@@ -48,12 +48,30 @@ class SwarmState:
 
 
 @dataclass
+class EpisodePool:
+    """Fresh episode starts drawn in bulk, with their first observations, served as episodes end.
+
+    Drawing a handful of episodes every step costs more in Python overhead than the step itself;
+    drawing many at once and handing them out keeps auto-reset cheap at any reset rate.
+    """
+
+    state: SwarmState
+    observation: torch.Tensor
+    next: int
+
+    @property
+    def remaining(self) -> int:
+        return self.observation.shape[0] - self.next
+
+
+@dataclass
 class Snapshot:
-    """A full copy of the environments' state, RNG included, for collision replay and exact replay."""
+    """A full copy of the environments' state, RNG and episode pool included, for exact replay."""
 
     state: SwarmState
     observation: torch.Tensor
     rng_state: torch.Tensor
+    pool: EpisodePool | None = None
 
 
 @dataclass
@@ -105,6 +123,8 @@ class SwarmEnv:
         self.penalty_scale = torch.ones((), device=self.device)
         self.state: SwarmState | None = None
         self.observation: torch.Tensor | None = None
+        self.pool: EpisodePool | None = None
+        self.pool_size = max(16, config.num_envs // 32)
         # The step core is pure; compiling it fuses the whole step (see BENCHMARKS.md for the gain).
         self._control_step = torch.compile(control_step, dynamic=False) if compile else control_step
 
@@ -134,11 +154,25 @@ class SwarmEnv:
         """Start new episodes in every environment; returns observations (E, M, obs)."""
         if seed is not None:
             self.generator.manual_seed(seed)
-        self.state = self._initial_state(self.scenario.start(self.num_envs))
-        obs = self._observe(self.state)
-        self.state.obs_delay = DelayLine.filled(obs, self.state.obs_delay.delay, self.config.noise.observation_latency_steps)
+        self.pool = None
+        self.state, obs = self._start_episodes(self.num_envs)
         self.observation = obs
         return obs
+
+    def _start_episodes(self, n: int) -> tuple[SwarmState, torch.Tensor]:
+        """n new episodes drawn now, and their first observations."""
+        state = self._initial_state(self.scenario.start(n))
+        obs = self._observe(state)
+        state.obs_delay = DelayLine.filled(obs, state.obs_delay.delay, self.config.noise.observation_latency_steps)
+        return state, obs
+
+    def _fresh_episodes(self, n: int) -> tuple[SwarmState, torch.Tensor]:
+        """n new episodes for auto-reset, served from the pool (refilled in bulk when it runs short)."""
+        if self.pool is None or self.pool.remaining < n:
+            self.pool = EpisodePool(*self._start_episodes(max(n, self.pool_size)), next=0)
+        rows = slice(self.pool.next, self.pool.next + n)
+        self.pool.next += n
+        return tensor_struct.select(self.pool.state, rows), self.pool.observation[rows]
 
     def _drone_params(self, n: int) -> DroneParams:
         count = n * self.drones
@@ -247,9 +281,7 @@ class SwarmEnv:
             rows = done.nonzero().squeeze(1)
             info = {"done_envs": rows, "final_observation": observation[rows],
                     "episode": self._episode_metrics(s, rows, out.distance[rows])}
-            fresh = self._initial_state(self.scenario.start(rows.numel()))
-            fresh_obs = self._observe(fresh)
-            fresh.obs_delay = DelayLine.filled(fresh_obs, fresh.obs_delay.delay, cfg.noise.observation_latency_steps)
+            fresh, fresh_obs = self._fresh_episodes(rows.numel())
             tensor_struct.assign(s, rows, fresh)
             observation[rows] = fresh_obs
         self.observation = observation
@@ -287,12 +319,14 @@ class SwarmEnv:
         if self.state is None or self.observation is None:
             raise RuntimeError("call reset() before snapshot()")
         return Snapshot(state=tensor_struct.clone(self.state), observation=self.observation.clone(),
-                        rng_state=self.generator.get_state())
+                        rng_state=self.generator.get_state(),
+                        pool=tensor_struct.clone(self.pool) if self.pool is not None else None)
 
     def restore(self, snap: Snapshot) -> torch.Tensor:
         self.state = tensor_struct.clone(snap.state)
         self.observation = snap.observation.clone()
         self.generator.set_state(snap.rng_state)
+        self.pool = tensor_struct.clone(snap.pool) if snap.pool is not None else None
         return self.observation
 
     def export_envs(self, rows: torch.Tensor) -> Snapshot:

@@ -1,0 +1,52 @@
+"""Small shared fixtures of the simulator's specification tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import pytest
+import torch
+
+from nanoswarm.sim.config import EnvConfig, NoiseConfig
+from nanoswarm.sim.dynamics import DroneState
+from nanoswarm.sim.params import QuadParams, load_params
+
+
+@pytest.fixture(scope="session")
+def quad() -> QuadParams:
+    """The nominal airframe every test flies unless it says otherwise."""
+    return load_params("crazyflie21_sysid")
+
+
+@pytest.fixture
+def make_state() -> Callable[..., DroneState]:
+    """Factory of a batch of `n` drones at rest and level at `pos`, motors at `thrust` (N per motor)."""
+
+    def make(n: int, pos=(0.0, 0.0, 1.0), thrust: torch.Tensor | float = 0.0, omega=(0.0, 0.0, 0.0),
+             vel=(0.0, 0.0, 0.0)) -> DroneState:
+        def rows(value, width: int) -> torch.Tensor:
+            t = torch.as_tensor(value, dtype=torch.float32)
+            return t.expand(n, width).clone() if t.dim() <= 1 else t.clone()
+
+        quat = torch.zeros(n, 4)
+        quat[:, 0] = 1.0
+        return DroneState(pos=rows(pos, 3), vel=rows(vel, 3), quat=quat, omega=rows(omega, 3),
+                          thrust=rows(thrust, 4), motor_noise=torch.zeros(n, 4))
+
+    return make
+
+
+@pytest.fixture
+def env_config() -> Callable[..., EnvConfig]:
+    """Factory of a small, validated environment config: noise off, 2 envs of 3 drones, unless overridden."""
+
+    def make(**overrides) -> EnvConfig:
+        base = dict(num_envs=2, drones_per_swarm=3, num_neighbors=2, scenario="random_goals",
+                    noise=NoiseConfig.off(), episode_s=2.0, seed=7)
+        base.update(overrides)
+        cfg = EnvConfig(**base)
+        cfg.validate()
+        return dataclasses.replace(cfg)
+
+    return make
