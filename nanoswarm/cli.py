@@ -38,9 +38,12 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
 
 
 def cmd_bench_sim(args: argparse.Namespace) -> int:
-    from nanoswarm.sim.bench import bench_config, bench_sim
+    from nanoswarm.sim.bench import bench_config, bench_sim, profile_step
 
     config = bench_config(args.drones_per_swarm, args.obstacle_density, args.envs, args.device)
+    if args.profile:
+        print(profile_step(config, compile=not args.no_compile))
+        return 0
     result = bench_sim(config, steps=args.steps, repeats=args.repeats, compile=not args.no_compile)
     rows = dataclasses.asdict(result)
     shown = {k: v for k, v in rows.items() if k != "agent_steps_per_s_all"}
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--steps", type=int, default=100, help="control steps per repeat")
     sim.add_argument("--repeats", type=int, default=5)
     sim.add_argument("--no-compile", action="store_true", help="measure the eager step instead")
+    sim.add_argument("--profile", action="store_true", help="print where the time of a step goes instead")
     sim.add_argument("--json", help="also write the result to this JSON file")
     sim.set_defaults(run=cmd_bench_sim)
     return parser

@@ -100,6 +100,22 @@ def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bo
     )
 
 
+def profile_step(config: EnvConfig, steps: int = 20, compile: bool = True, rows: int = 15) -> str:
+    """Where the time of a step goes: torch.profiler's table of the most expensive operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    env = SwarmEnv(config, compile=compile)
+    env.reset()
+    action = torch.zeros(env.num_envs, env.drones, 4, device=env.device)
+    for _ in range(3):
+        env.step(action)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if env.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            env.step(action)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def bench_config(drones_per_swarm: int, obstacle_density: float, num_envs: int | None, device: str) -> EnvConfig:
     """The benchmark's environment: `mix` without obstacles, `obstacles` with them; about 64 k drones."""
     envs = num_envs if num_envs is not None else max(1, 65536 // drones_per_swarm)
