@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nanoswarm.config import ConfigError, load_config, require
-from nanoswarm.sim.params import hardware_file
+from nanoswarm.config import require
+from nanoswarm.hardware import load_hardware
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,4 @@ class Arena:
 
 
 def load_arena(name_or_path: str) -> Arena:
-    path = hardware_file("arenas", name_or_path)
-    if not path.is_file():
-        raise ConfigError(f"config field 'arena': unknown arena '{name_or_path}'; give a name from "
-                          f"hardware/arenas or a YAML path")
-    return load_config(Arena, path)
+    return load_hardware(Arena, "arenas", name_or_path, "arena")

@@ -85,7 +85,7 @@ class EnvConfig:
     goal_switch_s: tuple[float, float] = (4.0, 6.0)       # dynamic formations change this often
     params: str = "crazyflie21_sysid"  # hardware/params set or a YAML path
     randomize: bool = False            # domain randomisation per drone and episode
-    randomization: str = "randomization"
+    randomization: str = "default"       # hardware/randomization set or a YAML path
     arena: str = "room10"
     obstacle_density: float = 0.0      # fraction of grid cells holding a column (scenario 'obstacles')
     obstacle_diameter: float = 0.6     # m

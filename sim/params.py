@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-from nanoswarm.config import ConfigError, load_config, require
+from nanoswarm.config import require
+from nanoswarm.hardware import available, load_hardware
 
 GRAVITY = 9.81  # m/s^2
 
@@ -66,7 +65,7 @@ Range = tuple[float, float]
 
 @dataclass(frozen=True)
 class RandomizationRanges:
-    """Per-drone sampling ranges, as stored in `hardware/params/randomization.yaml`."""
+    """Per-drone sampling ranges, as stored in `hardware/randomization/NAME.yaml`."""
 
     mass: Range
     thrust_to_weight: Range
@@ -88,29 +87,17 @@ class RandomizationRanges:
         require(self.thrust_to_weight[0] > 1.0, "thrust_to_weight", "lower bound must exceed 1 to fly")
 
 
-def hardware_file(folder: str, name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    return Path(str(resources.files("nanoswarm.hardware"))) / folder / f"{name_or_path}.yaml"
+def load_params(name_or_path: str) -> QuadParams:
+    """Load a nominal parameter set by name (`crazyflie21_sysid`) or by YAML path."""
+    return load_hardware(QuadParams, "params", name_or_path, "params")
 
 
 def available_param_sets() -> list[str]:
-    folder = Path(str(resources.files("nanoswarm.hardware"))) / "params"
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "randomization")
+    return available("params")
 
 
-def load_params(name_or_path: str) -> QuadParams:
-    """Load a nominal parameter set by name (`crazyflie21_sysid`) or by YAML path."""
-    path = hardware_file("params", name_or_path)
-    if not path.is_file():
-        raise ConfigError(f"config field 'params': unknown parameter set '{name_or_path}'; "
-                          f"choose one of {available_param_sets()} or give a YAML path")
-    return load_config(QuadParams, path)
-
-
-def load_randomization(name_or_path: str = "randomization") -> RandomizationRanges:
-    return load_config(RandomizationRanges, hardware_file("params", name_or_path))
+def load_randomization(name_or_path: str = "default") -> RandomizationRanges:
+    return load_hardware(RandomizationRanges, "randomization", name_or_path, "randomization")
 
 
 @dataclass
