@@ -27,6 +27,7 @@ from nanoswarm.sim.params import GRAVITY, DroneParams
 MOTOR_X_SIGN = (1.0, -1.0, -1.0, 1.0)
 MOTOR_Y_SIGN = (-1.0, -1.0, 1.0, 1.0)
 MOTOR_YAW_SIGN = (-1.0, 1.0, -1.0, 1.0)
+RATE_ITERATIONS = 4  # fixed-point iterations of the implicit midpoint rule for the body rates
 
 
 @dataclass
@@ -105,31 +106,35 @@ def hover_thrust(params: DroneParams) -> torch.Tensor:
     return (params.mass * GRAVITY / 4.0).unsqueeze(-1).expand(*params.mass.shape, 4)
 
 
+def _mixer_columns(like: torch.Tensor) -> torch.Tensor:
+    """(4, 3): per motor, the sign of its contribution to roll (y_i), pitch (-x_i) and yaw torque."""
+    return torch.tensor(tuple(zip(MOTOR_Y_SIGN, (-x for x in MOTOR_X_SIGN), MOTOR_YAW_SIGN)),
+                        dtype=like.dtype, device=like.device)
+
+
 def body_wrench(thrust: torch.Tensor, params: DroneParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collective thrust (...,) and body torque (..., 3) of the X-frame mixer for motor thrusts (..., 4)."""
-    t1, t2, t3, t4 = thrust.unbind(-1)
-    s = params.rotor_xy
-    torque = torch.stack((
-        s * (-t1 - t2 + t3 + t4),                           # y_i * T_i summed
-        s * (-t1 + t2 + t3 - t4),                           # -x_i * T_i summed
-        params.torque_to_thrust * (-t1 + t2 - t3 + t4),     # rotor reaction torques
-    ), dim=-1)
-    return thrust.sum(-1), torque
+    """Collective thrust (...,) and body torque (..., 3) of the X-frame mixer for motor thrusts (..., 4).
+
+    Torque about x is the sum of y_i T_i, about y the sum of -x_i T_i (rotor i at (x_i, y_i)), and
+    about z the rotors' reaction torques, torque_to_thrust times T_i with the spin direction's sign.
+    """
+    signed = (thrust.unsqueeze(-1) * _mixer_columns(thrust)).sum(-2)
+    arm = params.rotor_xy
+    scale = torch.stack((arm, arm, params.torque_to_thrust), dim=-1)
+    return thrust.sum(-1), signed * scale
 
 
 def motor_thrusts_for_wrench(collective: torch.Tensor, torque: torch.Tensor, params: DroneParams
                              ) -> torch.Tensor:
-    """Inverse mixer: per-motor thrusts (..., 4) that produce a collective thrust and body torque."""
-    quarter = 0.25 * collective
-    roll = 0.25 * torque[..., 0] / params.rotor_xy
-    pitch = 0.25 * torque[..., 1] / params.rotor_xy
-    yaw = 0.25 * torque[..., 2] / params.torque_to_thrust.clamp_min(1e-9)
-    return torch.stack((
-        quarter - roll - pitch - yaw,
-        quarter - roll + pitch + yaw,
-        quarter + roll + pitch - yaw,
-        quarter + roll - pitch + yaw,
-    ), dim=-1)
+    """Inverse mixer: per-motor thrusts (..., 4) that produce a collective thrust and body torque.
+
+    The mixer's sign columns are orthogonal with squared norm 4, so the inverse is their transpose / 4
+    (the firmware's `powerDistributionForceTorque` in closed form).
+    """
+    arm = params.rotor_xy
+    scale = torch.stack((arm, arm, params.torque_to_thrust.clamp_min(1e-9)), dim=-1)
+    per_axis = 0.25 * torque / scale
+    return 0.25 * collective.unsqueeze(-1) + (per_axis.unsqueeze(-2) * _mixer_columns(torque)).sum(-1)
 
 
 def physics_step(
@@ -149,7 +154,7 @@ def physics_step(
     drag: apply the parameter set's linear body-frame drag (off skips the work when it is zero).
 
     Motors follow a first-order lag with separate rise and fall constants (solved exactly over dt);
-    the rigid body uses semi-implicit Euler with the gyroscopic term, and the attitude is advanced by
+    translation uses semi-implicit Euler, body rates the implicit midpoint rule, and the attitude is advanced by
     the exact quaternion exponential and renormalised, so it stays orthonormal over long rollouts.
     The floor at z = 0 is a contact: it stops downward motion and brakes sliding and spinning.
     """
@@ -182,10 +187,15 @@ def physics_step(
     if extra_accel is not None:
         accel = accel + extra_accel
 
+    # Body rates by the implicit midpoint rule (fixed-point iterations): explicit Euler on the
+    # gyroscopic term pumps energy into a tumbling drone and diverges after a collision spin kick;
+    # the midpoint rule conserves rotational energy and angular momentum of a torque-free body.
     inertia = params.inertia
-    omega = state.omega
-    gyroscopic = torch.linalg.cross(omega, inertia * omega)
-    omega = omega + dt * (torque - gyroscopic) / inertia
+    start = state.omega
+    omega = start
+    for _ in range(RATE_ITERATIONS):
+        mid = 0.5 * (start + omega)
+        omega = start + dt * (torque - torch.linalg.cross(mid, inertia * mid)) / inertia
     vel = state.vel + dt * accel
     pos = state.pos + dt * vel
     quat = quat_multiply(state.quat, quat_from_rotvec(omega * dt))

@@ -63,6 +63,9 @@ def nearest_neighbors(pw: Pairwise, k: int) -> tuple[torch.Tensor, torch.Tensor,
     return idx, pick(pw.dx, pw.dy, pw.dz), pick(pw.dvx, pw.dvy, pw.dvz)
 
 
+COLLISION_PASSES = 4  # impulse passes per step; contacts are counted on the first
+
+
 @dataclass(frozen=True)
 class CollisionResponse:
     """How two drones that touch bounce off each other (see `resolve_drone_collisions`)."""
@@ -88,12 +91,20 @@ def resolve_drone_collisions(
     """
     inv = 1.0 / pw.dist.clamp_min(1e-6)                        # 0 on the diagonal (1 / inf)
     nx, ny, nz = pw.dx * inv, pw.dy * inv, pw.dz * inv          # unit normal i -> j
-    approach = pw.dvx * nx + pw.dvy * ny + pw.dvz * nz          # < 0 when closing
     touching = pw.dist < contact_distance
-    impact = touching & (approach < 0.0)
-    # Equal masses: each drone gets half of (1 + e) times the closing speed, along the normal.
-    push = (0.5 * (1.0 + response.restitution)) * torch.where(impact, approach, 0.0)
-    vel = vel + torch.stack(((push * nx).sum(-1), (push * ny).sum(-1), (push * nz).sum(-1)), dim=-1)
+    impact = touching & (pw.dvx * nx + pw.dvy * ny + pw.dvz * nz < 0.0)
+    # Equal masses: each drone of a closing pair gets half of (1 + e) times the closing speed along
+    # the normal. A drone touching several others can be pushed into one by another's impulse, so the
+    # impulses are applied in a few passes (Jacobi iterations) until no touching pair still closes.
+    gain = 0.5 * (1.0 + response.restitution)
+    vx, vy, vz = vel.unbind(-1)
+    for _ in range(COLLISION_PASSES):
+        def rel(v: torch.Tensor) -> torch.Tensor:
+            return v.unsqueeze(1) - v.unsqueeze(2)
+        approach = rel(vx) * nx + rel(vy) * ny + rel(vz) * nz      # < 0 when closing
+        push = gain * torch.where(touching & (approach < 0.0), approach, 0.0)
+        vx, vy, vz = vx + (push * nx).sum(-1), vy + (push * ny).sum(-1), vz + (push * nz).sum(-1)
+    vel = torch.stack((vx, vy, vz), dim=-1)
     # Separate touching pairs to the contact distance, half the overlap each.
     sep = -0.5 * torch.where(touching, contact_distance - pw.dist.clamp_max(contact_distance), 0.0)
     pos_fix = torch.stack(((sep * nx).sum(-1), (sep * ny).sum(-1), (sep * nz).sum(-1)), dim=-1)

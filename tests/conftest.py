@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import pytest
@@ -47,6 +46,17 @@ def env_config() -> Callable[..., EnvConfig]:
         base.update(overrides)
         cfg = EnvConfig(**base)
         cfg.validate()
-        return dataclasses.replace(cfg)
+        return cfg
 
     return make
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A skipped test counts as a failure unless it needs CUDA and this machine has none: CI must not
+    pass on tests that silently did not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not (item.get_closest_marker("cuda") and not torch.cuda.is_available()):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} was skipped ({report.longrepr}); only CUDA tests may skip, and only without CUDA"

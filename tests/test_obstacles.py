@@ -78,6 +78,10 @@ def test_distance_grid_matches_brute_force_over_all_columns(sense_range, seed):
     pos_xy[:, 1] = torch.tensor((0.5, 0.5))                        # on a cell centre
     pos_xy[:, 2] = torch.tensor((1.0, -2.0))                       # on cell corners
     pos_xy[:, 3] = torch.tensor((30.0, -30.0))                     # far outside
+    # Drones at the very edges of their cells, where the farthest columns that matter come into range.
+    cell = torch.randint(-5, 5, (e, 8, 2), generator=gen).float()
+    edge = torch.where(torch.rand(e, 8, 2, generator=gen) < 0.5, 0.005, 0.995)
+    pos_xy[:, 4:12] = cell + edge + 0.004 * (torch.rand(e, 8, 2, generator=gen) - 0.5)
     values, centre = distance_grid(grid, occupancy, radius, pos_xy)
     reference, nearest = brute_force_grid(grid, occupancy, radius, pos_xy)
     assert values.shape == (e, m, 9) and centre.shape == (e, m, 2)
@@ -87,6 +91,21 @@ def test_distance_grid_matches_brute_force_over_all_columns(sense_range, seed):
         for i in range(m):
             if reference[env, i, CENTRE_POINT] < sense_range:
                 assert centre[env, i].tolist() == pytest.approx(list(nearest[env][i]), abs=1e-5)
+
+
+@pytest.mark.parametrize("sense_range", [0.5, 1.0, 2.0])
+def test_distance_grid_sees_the_farthest_column_within_range(sense_range):
+    """A drone at the edge of its cell, a column of the largest radius as many cells away as the range
+    allows: the grid point nearest to it reads the true distance, just under the sensing range."""
+    grid = grid_with(sense_range)
+    occupancy = torch.zeros(1, *CELLS, dtype=torch.bool)
+    occupancy[0, 7, 4] = True                                   # centre (3.5, 0.5)
+    # Put the nearest grid point (offset +0.1 in x) 0.01 m inside the sensing range of the column surface.
+    x = 3.5 - (sense_range - 0.01 + MAX_RADIUS) - 0.1
+    pos_xy = torch.tensor([[[x, 0.5]]])
+    values, _ = distance_grid(grid, occupancy, torch.tensor([MAX_RADIUS]), pos_xy)
+    assert float(values[0, 0, 7]) == pytest.approx(sense_range - 0.01, abs=1e-5)
+    assert float(values[0, 0, 1]) == pytest.approx(sense_range, abs=1e-6)       # 0.2 m farther: clipped
 
 
 def test_distance_grid_without_columns_reads_the_sense_range():
@@ -107,7 +126,7 @@ def test_distance_grid_is_signed_inside_a_column():
     assert float(values[0, 0, CENTRE_POINT]) == pytest.approx(0.05 - 0.3, abs=1e-6)
     assert float(values[0, 0, 1]) == pytest.approx(0.15 - 0.3, abs=1e-6)                     # offset (-0.1, 0)
     assert float(values[0, 0, 3]) == pytest.approx(math.hypot(0.05, 0.1) - 0.3, abs=1e-6)   # offset (0, -0.1)
-    assert float(values[0, 0, 7]) == pytest.approx(0.05 + 0.1 - 0.3, abs=1e-6) or True
+    assert float(values[0, 0, 7]) == pytest.approx(0.05 - 0.3, abs=1e-6)                     # offset (+0.1, 0)
     assert centre[0, 0].tolist() == pytest.approx([0.5, 0.5])
 
 

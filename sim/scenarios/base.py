@@ -148,12 +148,20 @@ def random_formation(ctx: ScenarioContext, n: int) -> torch.Tensor:
     x, y = offsets[..., 0], offsets[..., 1]
     offsets = torch.stack((c * x - s * y, s * x + c * y, offsets[..., 2]), dim=-1)
     slot = torch.rand((n, m), generator=ctx.generator, device=ctx.device).argsort(dim=1)
-    offsets = torch.gather(offsets, 1, slot.unsqueeze(-1).expand(-1, -1, 3))
+    return place_in_flight_box(ctx, torch.gather(offsets, 1, slot.unsqueeze(-1).expand(-1, -1, 3)))
+
+
+def place_in_flight_box(ctx: ScenarioContext, offsets: torch.Tensor) -> torch.Tensor:
+    """Positions (n, M, 3) of shapes given as offsets from their centre, at a random place that keeps
+    every point inside the flight box; a shape too large for the arena is shrunk to fit."""
+    n = offsets.shape[0]
     low, high = ctx.arena.flight_box(ctx.device)
-    half = offsets.abs().amax(dim=1)
-    centre_low = torch.minimum(low + half, (low + high) / 2)
-    centre_high = torch.maximum(high - half, (low + high) / 2)
-    centre = centre_low + (centre_high - centre_low) * ctx.uniform(n, 3)
+    box_half = 0.5 * (high - low)
+    half = offsets.abs().amax(dim=1)                                        # (n, 3)
+    shrink = (box_half / half.clamp_min(1e-9)).amin(dim=1).clamp(max=1.0)   # (n,)
+    offsets = offsets * shrink.view(-1, 1, 1)
+    room = (box_half - half * shrink.unsqueeze(1)).clamp_min(0.0)
+    centre = (low + box_half) + room * (2.0 * ctx.uniform(n, 3) - 1.0)
     return centre.unsqueeze(1) + offsets
 
 

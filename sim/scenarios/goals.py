@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from nanoswarm.sim.scenarios.base import EpisodeStart, Scenario, formation_offsets, lattice_points, spawn
+from nanoswarm.sim.scenarios.base import (EpisodeStart, Scenario, formation_offsets, lattice_points,
+                                          place_in_flight_box, spawn)
 
 
 class Hover(Scenario):
-    """Hold position: each drone starts within 0.25 m of its own goal."""
+    """Hold position: each drone starts within 0.1 m per axis of its own goal (starts 0.5 m apart)."""
 
     name = "hover"
 
     def start(self, n: int) -> EpisodeStart:
-        goals = spawn(self.ctx, n)
-        pos = goals + self.ctx.uniform(n, self.ctx.drones, 3, low=-0.25, high=0.25)
+        pos = spawn(self.ctx, n)
+        goals = pos + self.ctx.uniform(n, self.ctx.drones, 3, low=-0.1, high=0.1)
         return self._episode(pos, goals)
 
 
@@ -49,10 +50,6 @@ class SwapGoals(Scenario):
     def start(self, n: int) -> EpisodeStart:
         cfg, m = self.ctx.config, self.ctx.drones
         spacing = self.ctx.uniform(n, low=cfg.formation_spacing[0], high=cfg.formation_spacing[1])
-        circle = formation_offsets("circle", m, spacing)
-        low, high = self.ctx.arena.flight_box(self.ctx.device)
-        half = circle.abs().amax(dim=1)
-        centre = (low + half) + (high - low - 2 * half).clamp_min(0.0) * self.ctx.uniform(n, 3)
-        pos = centre.unsqueeze(1) + circle
+        pos = place_in_flight_box(self.ctx, formation_offsets("circle", m, spacing))
         opposite = (torch.arange(m, device=pos.device) + m // 2) % m
         return self._episode(pos, pos[:, opposite].clone())
