@@ -99,7 +99,7 @@ def observe(drones: DroneState, goals: torch.Tensor, pw: Pairwise, grid: torch.T
     """
     rot = rotation_matrix(drones.quat)
     pos, vel, omega = drones.pos, drones.vel, drones.omega
-    idx, nb_pos, nb_vel = nearest_neighbors(pw, num_neighbors)
+    idx, nb_pos, nb_vel = nearest_neighbors(pw, pos, vel, num_neighbors)
     if sensing is not None:
         pos, vel, omega = pos + sensing.position, vel + sensing.velocity, omega + sensing.rates
         error = rotation_matrix(quat_from_rotvec(sensing.attitude))

@@ -408,7 +408,7 @@ def test_env_observation_follows_the_layout_with_noise_off(scenario):
         assert torch.allclose(obs[..., sl["self.rot"]], rotation_matrix(d.quat).reshape(4, 5, 9), atol=1e-6)
         assert torch.allclose(obs[..., sl["self.omega"]], d.omega, atol=1e-6)
         assert torch.allclose(obs[..., sl["self.height"]], d.pos[..., 2:3], atol=1e-6)
-        _, rel_pos, rel_vel = nearest_neighbors(pairwise(d.pos, d.vel), 3)
+        _, rel_pos, rel_vel = nearest_neighbors(pairwise(d.pos, d.vel), d.pos, d.vel, 3)
         expected = torch.cat((rel_pos, rel_vel), dim=-1).reshape(4, 5, 18)
         assert torch.allclose(obs[..., sl["neighbors"]], expected, atol=1e-5)
         grid = obs[..., sl["obstacles"]]

@@ -63,7 +63,7 @@ def test_nearest_neighbors_match_brute_force(seed):
     m = int(torch.randint(2, 12, (1,), generator=gen))
     k = int(torch.randint(1, m, (1,), generator=gen))
     pos, vel = random_swarms(seed, e, m, box=3.0)
-    idx, rel_pos, rel_vel = nearest_neighbors(pairwise(pos, vel), k)
+    idx, rel_pos, rel_vel = nearest_neighbors(pairwise(pos, vel), pos, vel, k)
     assert idx.shape == (e, m, k) and rel_pos.shape == (e, m, k, 3) and rel_vel.shape == (e, m, k, 3)
     for env in range(e):
         for i in range(m):
@@ -77,7 +77,7 @@ def test_nearest_neighbors_match_brute_force(seed):
 
 def test_a_drone_is_never_its_own_neighbour():
     pos = torch.zeros(1, 4, 3)                 # all drones at one point: every distance ties at zero
-    idx, _, _ = nearest_neighbors(pairwise(pos, torch.zeros(1, 4, 3)), 3)
+    idx, _, _ = nearest_neighbors(pairwise(pos, torch.zeros(1, 4, 3)), pos, torch.zeros(1, 4, 3), 3)
     for i in range(4):
         assert sorted(idx[0, i].tolist()) == [j for j in range(4) if j != i]
 
