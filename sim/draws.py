@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nanoswarm.sim.tensor_struct import component_major
+
 
 @dataclass(frozen=True)
 class DrawLayout:
@@ -33,22 +35,28 @@ class DrawLayout:
 
 
 def box_muller(uniforms: torch.Tensor) -> torch.Tensor:
-    """Standard normals (..., 2n) from uniforms in [0, 1) (..., 2n)."""
+    """Standard normals (..., 2n) from uniforms in [0, 1) (..., 2n), component-major like the input."""
     u1, u2 = uniforms.chunk(2, dim=-1)
     radius = torch.sqrt(-2.0 * torch.log1p(-u1))          # 1 - u1 lies in (0, 1]
     angle = (2.0 * math.pi) * u2
-    return torch.cat((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
+    return component_major(*(radius * torch.cos(angle)).unbind(-1), *(radius * torch.sin(angle)).unbind(-1))
+
+
+def draw_uniforms(n: int, drones: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Uniforms (n, drones, count) in [0, 1), stored component-major for the compiled step."""
+    return torch.rand((count, n, drones), generator=generator, device=generator.device).movedim(0, -1)
 
 
 def split_draws(uniforms: torch.Tensor, layout: DrawLayout
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Motor normals (E, M, substeps, 4), sensing normals (E, M, 4, 3) and kick uniforms (E, M, 4);
-    None for each source that is off."""
+                ) -> tuple[list[torch.Tensor] | None, torch.Tensor | None, torch.Tensor | None]:
+    """Motor normals (one (E, M, 4) per substep), sensing normals (E, M, 12: position, velocity,
+    attitude, rates) and kick uniforms (E, M, 4); None for each source that is off. Slices, never
+    reshapes, so the component-major layout survives."""
     paired = layout.size - layout.kick_uniforms
     normals = box_muller(uniforms[..., :paired]) if paired else None
-    lead = uniforms.shape[:-1]
-    motor = normals[..., :layout.motor_normals].reshape(*lead, -1, 4) if layout.motor_normals else None
-    sensing = (normals[..., layout.motor_normals:layout.normals].reshape(*lead, 4, 3)
-               if layout.sensing_normals else None)
+    motor = ([normals[..., i:i + 4] for i in range(0, layout.motor_normals, 4)]
+             if normals is not None and layout.motor_normals else None)
+    sensing = (normals[..., layout.motor_normals:layout.normals]
+               if normals is not None and layout.sensing_normals else None)
     kick = uniforms[..., paired:] if layout.kick_uniforms else None
     return motor, sensing, kick

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoswarm.sim.params import GRAVITY, DroneParams
+from nanoswarm.sim.tensor_struct import component_major
 
 # Rows: motors M1..M4. Columns: sign of the rotor's body x and y, and of its yaw reaction torque.
 MOTOR_X_SIGN = (1.0, -1.0, -1.0, 1.0)
@@ -73,12 +74,12 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def quat_from_rotvec(rotvec: torch.Tensor) -> torch.Tensor:
     """Unit quaternion of a rotation vector (axis times angle), exact for any angle."""
-    half = 0.5 * torch.linalg.vector_norm(rotvec, dim=-1, keepdim=True)
+    half = 0.5 * torch.linalg.vector_norm(rotvec, dim=-1)
     # sin(h)/(2h) with its Taylor series near zero, so that zero rotations stay finite.
     small = half < 1e-4
     safe_half = torch.where(small, torch.ones_like(half), half)
     scale = torch.where(small, 0.5 - half * half / 12.0, torch.sin(safe_half) / (2.0 * safe_half))
-    return torch.cat((torch.cos(half), rotvec * scale), dim=-1)
+    return component_major(torch.cos(half), *(rotvec * scale.unsqueeze(-1)).unbind(-1))
 
 
 def commanded_thrust(action: torch.Tensor, params: DroneParams) -> torch.Tensor:
@@ -106,22 +107,25 @@ def hover_thrust(params: DroneParams) -> torch.Tensor:
     return (params.mass * GRAVITY / 4.0).unsqueeze(-1).expand(*params.mass.shape, 4)
 
 
-def _mixer_columns(like: torch.Tensor) -> torch.Tensor:
-    """(4, 3): per motor, the sign of its contribution to roll (y_i), pitch (-x_i) and yaw torque."""
-    return torch.tensor(tuple(zip(MOTOR_Y_SIGN, (-x for x in MOTOR_X_SIGN), MOTOR_YAW_SIGN)),
-                        dtype=like.dtype, device=like.device)
-
-
-def body_wrench(thrust: torch.Tensor, params: DroneParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collective thrust (...,) and body torque (..., 3) of the X-frame mixer for motor thrusts (..., 4).
+def mixer(t: tuple[torch.Tensor, ...], arm: torch.Tensor, torque_to_thrust: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Collective thrust and body torques (x, y, z) of motor thrusts t = (T1, T2, T3, T4), each (...,).
 
     Torque about x is the sum of y_i T_i, about y the sum of -x_i T_i (rotor i at (x_i, y_i)), and
     about z the rotors' reaction torques, torque_to_thrust times T_i with the spin direction's sign.
+    Written per component so that every operation runs over the whole batch at once.
     """
-    signed = (thrust.unsqueeze(-1) * _mixer_columns(thrust)).sum(-2)
-    arm = params.rotor_xy
-    scale = torch.stack((arm, arm, params.torque_to_thrust), dim=-1)
-    return thrust.sum(-1), signed * scale
+    def signed(signs: tuple[float, ...]) -> torch.Tensor:
+        return sum(sign * ti for sign, ti in zip(signs, t))  # type: ignore[return-value]
+
+    return (t[0] + t[1] + t[2] + t[3], arm * signed(MOTOR_Y_SIGN),
+            arm * signed(tuple(-x for x in MOTOR_X_SIGN)), torque_to_thrust * signed(MOTOR_YAW_SIGN))
+
+
+def body_wrench(thrust: torch.Tensor, params: DroneParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collective thrust (...,) and body torque (..., 3) of the X-frame mixer for motor thrusts (..., 4)."""
+    collective, tx, ty, tz = mixer(thrust.unbind(-1), params.rotor_xy, params.torque_to_thrust)
+    return collective, torch.stack((tx, ty, tz), dim=-1)
 
 
 def motor_thrusts_for_wrench(collective: torch.Tensor, torque: torch.Tensor, params: DroneParams
@@ -131,10 +135,16 @@ def motor_thrusts_for_wrench(collective: torch.Tensor, torque: torch.Tensor, par
     The mixer's sign columns are orthogonal with squared norm 4, so the inverse is their transpose / 4
     (the firmware's `powerDistributionForceTorque` in closed form).
     """
-    arm = params.rotor_xy
-    scale = torch.stack((arm, arm, params.torque_to_thrust.clamp_min(1e-9)), dim=-1)
-    per_axis = 0.25 * torque / scale
-    return 0.25 * collective.unsqueeze(-1) + (per_axis.unsqueeze(-2) * _mixer_columns(torque)).sum(-1)
+    roll = 0.25 * torque[..., 0] / params.rotor_xy
+    pitch = 0.25 * torque[..., 1] / params.rotor_xy
+    yaw = 0.25 * torque[..., 2] / params.torque_to_thrust.clamp_min(1e-9)
+    quarter = 0.25 * collective
+    return torch.stack([quarter + ys * roll - xs * pitch + zs * yaw
+                        for xs, ys, zs in zip(MOTOR_X_SIGN, MOTOR_Y_SIGN, MOTOR_YAW_SIGN)], dim=-1)
+
+
+def _cross(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
 def physics_step(
@@ -154,59 +164,80 @@ def physics_step(
     drag: apply the parameter set's linear body-frame drag (off skips the work when it is zero).
 
     Motors follow a first-order lag with separate rise and fall constants (solved exactly over dt);
-    translation uses semi-implicit Euler, body rates the implicit midpoint rule, and the attitude is advanced by
-    the exact quaternion exponential and renormalised, so it stays orthonormal over long rollouts.
-    The floor at z = 0 is a contact: it stops downward motion and brakes sliding and spinning.
-    """
-    # Decay factors depend on parameters only, so a compiled step computes them once, not per motor.
-    decay_up = torch.exp(-dt / params.motor_tau_up).unsqueeze(-1)
-    decay_down = torch.exp(-dt / params.motor_tau_down).unsqueeze(-1)
-    decay = torch.where(thrust_cmd > state.thrust, decay_up, decay_down)
-    thrust = thrust_cmd + (state.thrust - thrust_cmd) * decay
+    translation uses semi-implicit Euler, body rates the implicit midpoint rule, and the attitude is
+    advanced by the exact quaternion exponential and renormalised, so it stays orthonormal over long
+    rollouts. The floor at z = 0 is a contact: it stops downward motion and brakes sliding and spinning.
 
-    motor_noise = state.motor_noise
+    The body works on components (x, y, z as separate (...,) tensors) rather than on (..., 3) tensors:
+    compiled, every loop then runs over the batch of drones and vectorises, instead of over 3 or 4.
+    """
+    # Decay factors depend on parameters only: computed once per drone, not per motor.
+    decay_up = torch.exp(-dt / params.motor_tau_up)
+    decay_down = torch.exp(-dt / params.motor_tau_down)
+    thrust = tuple(c + (t - c) * torch.where(c > t, decay_up, decay_down)
+                   for c, t in zip(thrust_cmd.unbind(-1), state.thrust.unbind(-1)))
+
+    motor_noise = state.motor_noise.unbind(-1)
     actual = thrust
     if noise is not None:
         # Exact OU update: stationary standard deviation sigma, correlation time 1/theta.
         ou_decay = torch.exp(-params.motor_noise_theta * dt)
         ou_scale = params.motor_noise_sigma * torch.sqrt(1.0 - ou_decay * ou_decay)
-        motor_noise = motor_noise * ou_decay.unsqueeze(-1) + ou_scale.unsqueeze(-1) * noise
-        actual = (thrust * (1.0 + motor_noise)).clamp_min(0.0)
+        motor_noise = tuple(m * ou_decay + ou_scale * n for m, n in zip(motor_noise, noise.unbind(-1)))
+        actual = tuple((t * (1.0 + m)).clamp_min(0.0) for t, m in zip(thrust, motor_noise))
 
-    collective, torque = body_wrench(actual, params)
-    w, x, y, z = state.quat.unbind(-1)
-    # Third column of the rotation matrix: the body z axis in the world frame.
-    body_z = torch.stack((2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)), dim=-1)
-    mass = params.mass.unsqueeze(-1)
-    accel = body_z * (collective.unsqueeze(-1) / mass)
-    accel = accel - torch.tensor((0.0, 0.0, GRAVITY), dtype=accel.dtype, device=accel.device)
+    collective, tx, ty, tz = mixer(actual, params.rotor_xy, params.torque_to_thrust)
+    qw, qx, qy, qz = state.quat.unbind(-1)
+    vx, vy, vz = state.vel.unbind(-1)
+    # Thrust along the body z axis, the third column of the rotation matrix.
+    f = collective / params.mass
+    ax = f * 2 * (qx * qz + qw * qy)
+    ay = f * 2 * (qy * qz - qw * qx)
+    az = f * (1 - 2 * (qx * qx + qy * qy)) - GRAVITY
     if drag:
         rot = rotation_matrix(state.quat)
         vel_body = (rot * state.vel.unsqueeze(-1)).sum(-2)                   # R^T v
-        accel = accel - (rot * (params.drag * vel_body).unsqueeze(-2)).sum(-1) / mass
+        drag_accel = (rot * (params.drag * vel_body).unsqueeze(-2)).sum(-1) / params.mass.unsqueeze(-1)
+        ax, ay, az = ax - drag_accel[..., 0], ay - drag_accel[..., 1], az - drag_accel[..., 2]
     if extra_accel is not None:
-        accel = accel + extra_accel
+        ax, ay, az = ax + extra_accel[..., 0], ay + extra_accel[..., 1], az + extra_accel[..., 2]
 
     # Body rates by the implicit midpoint rule (fixed-point iterations): explicit Euler on the
     # gyroscopic term pumps energy into a tumbling drone and diverges after a collision spin kick;
     # the midpoint rule conserves rotational energy and angular momentum of a torque-free body.
-    inertia = params.inertia
-    start = state.omega
+    inertia = params.inertia.unbind(-1)
+    torque = (tx, ty, tz)
+    start = state.omega.unbind(-1)
     omega = start
     for _ in range(RATE_ITERATIONS):
-        mid = 0.5 * (start + omega)
-        omega = start + dt * (torque - torch.linalg.cross(mid, inertia * mid)) / inertia
-    vel = state.vel + dt * accel
-    pos = state.pos + dt * vel
-    quat = quat_multiply(state.quat, quat_from_rotvec(omega * dt))
-    quat = quat / torch.linalg.vector_norm(quat, dim=-1, keepdim=True)
+        mid = tuple(0.5 * (s0 + w) for s0, w in zip(start, omega))
+        gyro = _cross(mid, tuple(i * m for i, m in zip(inertia, mid)))
+        omega = tuple(s0 + dt * (t - g) / i for s0, t, g, i in zip(start, torque, gyro, inertia))
+
+    vx, vy, vz = vx + dt * ax, vy + dt * ay, vz + dt * az
+    px, py, pz = state.pos.unbind(-1)
+    px, py, pz = px + dt * vx, py + dt * vy, pz + dt * vz
+
+    # Attitude: q <- q * exp(omega dt / 2), with sin(h)/h by its Taylor series near zero.
+    hx, hy, hz = (0.5 * dt * w for w in omega)
+    half = torch.sqrt(hx * hx + hy * hy + hz * hz)
+    small = half < 1e-4
+    safe = torch.where(small, torch.ones_like(half), half)
+    k = torch.where(small, 1.0 - half * half / 6.0, torch.sin(safe) / safe)
+    dw, dx, dy, dz = torch.cos(half), k * hx, k * hy, k * hz
+    nw = qw * dw - qx * dx - qy * dy - qz * dz
+    nx = qw * dx + qx * dw + qy * dz - qz * dy
+    ny = qw * dy - qx * dz + qy * dw + qz * dx
+    nz = qw * dz + qx * dy - qy * dx + qz * dw
+    inv_norm = torch.rsqrt(nw * nw + nx * nx + ny * ny + nz * nz)
 
     # Floor contact: no penetration, no downward speed, and friction that stops a grounded drone
     # from sliding or spinning forever (a simple contact model; the pybullet backend is the check).
-    grounded = pos[..., 2:3] <= 0.0
-    pos = torch.cat((pos[..., :2], pos[..., 2:3].clamp_min(0.0)), dim=-1)
+    grounded = pz <= 0.0
     brake = torch.where(grounded, 0.5, 1.0)
-    vel = torch.cat((vel[..., :2] * brake, torch.where(grounded, vel[..., 2:3].clamp_min(0.0), vel[..., 2:3])),
-                    dim=-1)
-    omega = omega * brake
-    return DroneState(pos=pos, vel=vel, quat=quat, omega=omega, thrust=thrust, motor_noise=motor_noise)
+    return DroneState(
+        pos=component_major(px, py, pz.clamp_min(0.0)),
+        vel=component_major(vx * brake, vy * brake, torch.where(grounded, vz.clamp_min(0.0), vz)),
+        quat=component_major(nw * inv_norm, nx * inv_norm, ny * inv_norm, nz * inv_norm),
+        omega=component_major(*(w * brake for w in omega)),
+        thrust=component_major(*thrust), motor_noise=component_major(*motor_noise))

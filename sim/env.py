@@ -17,7 +17,7 @@ from nanoswarm.sim import tensor_struct
 from nanoswarm.sim.arena import load_arena
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.delay import DelayLine
-from nanoswarm.sim.draws import DrawLayout, box_muller
+from nanoswarm.sim.draws import DrawLayout, box_muller, draw_uniforms
 from nanoswarm.sim.dynamics import DroneState, hover_thrust, quat_from_rotvec
 from nanoswarm.sim.interactions import CollisionResponse, DownwashModel, pairwise
 from nanoswarm.sim.observation import ObservationLayout
@@ -181,7 +181,8 @@ class SwarmEnv:
         else:
             flat = randomized_drone_params(self.quad, self.ranges, count, self.physics_dt, self.generator,
                                            self.device)
-        return tensor_struct.map_tensors(flat, lambda t: t.reshape(n, self.drones, *t.shape[1:]))
+        params = tensor_struct.map_tensors(flat, lambda t: t.reshape(n, self.drones, *t.shape[1:]))
+        return params.component_major()
 
     def _initial_state(self, start: EpisodeStart) -> SwarmState:
         n, m = start.pos.shape[:2]
@@ -200,8 +201,10 @@ class SwarmEnv:
             quat = quat_from_rotvec(axis * angle)
             vel = throw.speed * torch.randn((n, m, 3), generator=self.generator, device=dev)
             omega = throw.rates * torch.randn((n, m, 3), generator=self.generator, device=dev)
-        drones = DroneState(pos=start.pos, vel=vel, quat=quat, omega=omega, thrust=hover.clone(),
-                            motor_noise=torch.zeros(n, m, 4, device=dev))
+        drones = tensor_struct.map_tensors(
+            DroneState(pos=start.pos, vel=vel, quat=quat, omega=omega, thrust=hover,
+                       motor_noise=torch.zeros(n, m, 4, device=dev)),
+            tensor_struct.as_component_major)
         occupancy = start.occupancy if start.occupancy is not None else torch.zeros(
             n, *self.obstacle_grid.cells, dtype=torch.bool, device=dev)
         zeros = torch.zeros(n, m, device=dev)
@@ -225,8 +228,8 @@ class SwarmEnv:
         """Sensor errors for n freshly reset environments (the step draws its own)."""
         if self.constants.draws.sensing_normals == 0:
             return None
-        uniforms = torch.rand((n, self.drones, 12), generator=self.generator, device=self.device)
-        return Sensing.from_normals(box_muller(uniforms).reshape(n, self.drones, 4, 3), self._sensor_sigma)
+        return Sensing.from_normals(box_muller(draw_uniforms(n, self.drones, 12, self.generator)),
+                                    self._sensor_sigma)
 
     def _observe(self, s: SwarmState) -> torch.Tensor:
         """Observations (n, M, obs) of the environments held in `s` (all of them, or a fresh subset)."""
@@ -261,11 +264,11 @@ class SwarmEnv:
             raise ValueError(f"action has shape {tuple(action.shape)}, expected {expected} (envs, drones, motors)")
         self._check_finite(action, "the action", "the policy produced NaN or Inf; check its weights and inputs")
 
-        uniforms = torch.rand((self.num_envs, self.drones, self.constants.draws.size), generator=self.generator,
-                              device=self.device)
+        uniforms = draw_uniforms(self.num_envs, self.drones, self.constants.draws.size, self.generator)
         out = self._control_step(
             s.drones, s.params, s.action_delay, s.downwash, s.goals, s.occupancy, s.obstacle_radius, s.stats,
-            s.steps, action.clamp(-1.0, 1.0), uniforms, self.penalty_scale, self.constants)
+            s.steps, tensor_struct.as_component_major(action.clamp(-1.0, 1.0)), uniforms, self.penalty_scale,
+            self.constants)
         s.drones, s.action_delay.history, s.downwash = out.drones, out.action_history, out.downwash
         s.stats, s.steps = out.stats, out.steps
         observation = out.observation

@@ -15,6 +15,7 @@ import torch
 
 from nanoswarm.config import require
 from nanoswarm.hardware import available, load_hardware
+from nanoswarm.sim.tensor_struct import as_component_major
 
 GRAVITY = 9.81  # m/s^2
 
@@ -116,6 +117,12 @@ class DroneParams:
     motor_noise_sigma: torch.Tensor  # (N,)
     motor_noise_theta: torch.Tensor  # (N,)
     latency_steps: torch.Tensor     # (N,) int64, action latency in physics steps
+
+    def component_major(self) -> "DroneParams":
+        """The same values with the per-axis and per-motor fields stored component-major
+        (see `tensor_struct.component_major`), the layout the compiled step vectorises over."""
+        return dataclasses.replace(self, **{name: as_component_major(getattr(self, name))
+                                            for name in ("inertia", "thrust_max", "thrust_curve", "drag")})
 
 
 def nominal_drone_params(p: QuadParams, n: int, physics_dt: float, device: torch.device | str = "cpu"

@@ -71,11 +71,10 @@ class Sensing:
 
     @staticmethod
     def from_normals(normals: torch.Tensor | None, sigma: tuple[float, float, float, float]) -> "Sensing | None":
-        """Scale standard normals (E, M, 4, 3) by the sensor standard deviations."""
+        """Scale standard normals (E, M, 12) by the standard deviations of the four sensors."""
         if normals is None:
             return None
-        scaled = normals * torch.tensor(sigma, dtype=normals.dtype, device=normals.device).view(4, 1)
-        return Sensing(*scaled.unbind(-2))
+        return Sensing(*(normals[..., 3 * i:3 * i + 3] * s for i, s in enumerate(sigma)))
 
 
 @dataclass
@@ -141,7 +140,7 @@ def control_step(
         line = DelayLine(history=history, delay=action_delay.delay)
         delayed = line.push(cmd)
         history = line.history
-        noise = motor_draw[..., i, :] if motor_draw is not None else None
+        noise = motor_draw[i] if motor_draw is not None else None
         drones = physics_step(drones, delayed, params, k.physics_dt, noise, downwash, k.drag)
     pos, vel, touching_wall = keep_in_room(drones.pos, drones.vel, k.room_high, k.restitution)
 

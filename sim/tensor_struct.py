@@ -54,3 +54,17 @@ def copy_into(struct: Any, source: Any) -> None:
             value.copy_(getattr(source, f.name))
         elif dataclasses.is_dataclass(value):
             copy_into(value, getattr(source, f.name))
+
+
+def component_major(*components: torch.Tensor) -> torch.Tensor:
+    """Stack components (...,) into a (..., C) tensor whose storage is component-major.
+
+    Indexing is as for any (..., C) tensor, but each component is one contiguous run of memory, so a
+    compiled step reads and writes whole vectors of drones instead of strided, scalar elements.
+    """
+    return torch.stack(components, dim=0).movedim(0, -1)
+
+
+def as_component_major(t: torch.Tensor) -> torch.Tensor:
+    """A component-major copy of a (..., C) tensor (see `component_major`)."""
+    return component_major(*t.unbind(-1))
