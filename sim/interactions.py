@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nanoswarm.sim.tensor_struct import component_major
+
 
 @dataclass
 class Pairwise:
@@ -134,10 +136,10 @@ def resolve_drone_collisions(
         approach = rel(vx) * nx + rel(vy) * ny + rel(vz) * nz      # < 0 when closing
         push = gain * torch.where(touching & (approach < 0.0), approach, 0.0)
         vx, vy, vz = vx + (push * nx).sum(-1), vy + (push * ny).sum(-1), vz + (push * nz).sum(-1)
-    vel = torch.stack((vx, vy, vz), dim=-1)
+    vel = component_major(vx, vy, vz)
     # Separate touching pairs to the contact distance, half the overlap each.
     sep = -0.5 * torch.where(touching, contact_distance - pw.dist.clamp_max(contact_distance), 0.0)
-    pos_fix = torch.stack(((sep * nx).sum(-1), (sep * ny).sum(-1), (sep * nz).sum(-1)), dim=-1)
+    pos_fix = component_major((sep * nx).sum(-1), (sep * ny).sum(-1), (sep * nz).sum(-1))
     impacts = impact.sum(-1)
     if kick_noise is not None and response.spin_kick[1] > 0.0:
         axis = kick_noise[..., :3] * 2.0 - 1.0
@@ -172,4 +174,4 @@ def downwash_accel(pw: Pairwise, model: DownwashModel) -> torch.Tensor:
     push = torch.where(inside, (model.accel_at_zero - model.accel_slope * dz).clamp_min(0.0), 0.0)
     down = -push.sum(-1)
     zero = torch.zeros_like(down)
-    return torch.stack((zero, zero, down), dim=-1)
+    return component_major(zero, zero, down)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nanoswarm.sim.tensor_struct import component_major
+
 # The observed grid: 3 x 3 points at 0.1 m spacing in the horizontal plane, centred on the drone,
 # ordered row-major over (dx, dy) in {-0.1, 0, 0.1}^2; point 4 is the drone itself.
 GRID_SPACING = 0.1
@@ -104,16 +106,18 @@ def resolve_obstacle_collisions(
     sdf_centre: (E, M) distance from the drone centre to the nearest column surface.
     Returns new pos and vel (E, M, 3) and the impacts (E, M) (touching and moving into the column).
     """
-    away = pos[..., :2] - nearest_centre
-    normal = away / torch.linalg.vector_norm(away, dim=-1, keepdim=True).clamp_min(1e-6)
-    into = (vel[..., :2] * normal).sum(-1)
+    px, py, pz = pos.unbind(-1)
+    vx, vy, vz = vel.unbind(-1)
+    ax, ay = px - nearest_centre[..., 0], py - nearest_centre[..., 1]
+    inv = 1.0 / torch.sqrt(ax * ax + ay * ay).clamp_min(1e-6)
+    nx, ny = ax * inv, ay * inv                                   # horizontal normal out of the column
+    into = vx * nx + vy * ny
     touching = sdf_centre < collision_radius
     impact = touching & (into < 0.0)
-    dv_xy = torch.where(impact, -(1.0 + restitution) * into, 0.0).unsqueeze(-1) * normal
-    push_xy = torch.where(touching, collision_radius - sdf_centre, 0.0).unsqueeze(-1) * normal
-    zeros = torch.zeros_like(sdf_centre).unsqueeze(-1)
-    vel = vel + torch.cat((dv_xy, zeros), dim=-1)
-    pos = pos + torch.cat((push_xy, zeros), dim=-1)
+    bounce = torch.where(impact, -(1.0 + restitution) * into, 0.0)
+    push = torch.where(touching, collision_radius - sdf_centre, 0.0)
+    vel = component_major(vx + bounce * nx, vy + bounce * ny, vz)
+    pos = component_major(px + push * nx, py + push * ny, pz)
     return pos, vel, impact
 
 
