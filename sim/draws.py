@@ -1,6 +1,6 @@
 """Random draws of one control step: one block of uniforms, turned into normals inside the step.
 
-The environment draws a single (E, M, R) block of uniforms from its seeded generator per step. The
+The environment draws a single (E, M, R) block of uniforms from its seeded stream per step. The
 compiled step turns them into normals with the Box-Muller transform: drawing uniforms is about twice
 as fast as drawing normals on the CPU, and the transform fuses into the step's loops. One block also
 keeps the order of draws, hence the rollout for a seed, independent of which noise sources are on.
@@ -8,9 +8,12 @@ keeps the order of draws, hence the rollout for a seed, independent of which noi
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from nanoswarm.sim.tensor_struct import component_major
@@ -42,9 +45,41 @@ def box_muller(uniforms: torch.Tensor) -> torch.Tensor:
     return component_major(*(radius * torch.cos(angle)).unbind(-1), *(radius * torch.sin(angle)).unbind(-1))
 
 
-def draw_uniforms(n: int, drones: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """Uniforms (n, drones, count) in [0, 1), stored component-major for the compiled step."""
-    return torch.rand((count, n, drones), generator=generator, device=generator.device).movedim(0, -1)
+class UniformStream:
+    """The source of each step's block of uniforms, seeded and snapshot-able.
+
+    On the CPU it is numpy's PCG64, which fills float32 arrays about twice as fast as torch's CPU
+    generator (measured: 3.1 against 6.0 ms per 1.3 M numbers), a sizeable part of a step; on CUDA it
+    is a torch generator on the device, so nothing crosses to the host.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.device = device
+        self.seed(seed)
+
+    def seed(self, seed: int) -> None:
+        if self.device.type == "cpu":
+            self._numpy = np.random.Generator(np.random.PCG64(seed))
+        else:
+            self._torch = torch.Generator(device=self.device)
+            self._torch.manual_seed(seed)
+
+    def uniforms(self, n: int, drones: int, count: int) -> torch.Tensor:
+        """Uniforms (n, drones, count) in [0, 1), stored component-major for the compiled step."""
+        if self.device.type == "cpu":
+            block = torch.from_numpy(self._numpy.random((count, n, drones), dtype=np.float32))
+        else:
+            block = torch.rand((count, n, drones), generator=self._torch, device=self.device)
+        return block.movedim(0, -1)
+
+    def get_state(self) -> Any:
+        return copy.deepcopy(self._numpy.bit_generator.state) if self.device.type == "cpu" else self._torch.get_state()
+
+    def set_state(self, state: Any) -> None:
+        if self.device.type == "cpu":
+            self._numpy.bit_generator.state = copy.deepcopy(state)
+        else:
+            self._torch.set_state(state)
 
 
 def split_draws(uniforms: torch.Tensor, layout: DrawLayout

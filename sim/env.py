@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -17,7 +18,7 @@ from nanoswarm.sim import tensor_struct
 from nanoswarm.sim.arena import load_arena
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.delay import DelayLine
-from nanoswarm.sim.draws import DrawLayout, box_muller, draw_uniforms
+from nanoswarm.sim.draws import DrawLayout, UniformStream, box_muller
 from nanoswarm.sim.dynamics import DroneState, hover_thrust, quat_from_rotvec
 from nanoswarm.sim.interactions import CollisionResponse, DownwashModel, pairwise
 from nanoswarm.sim.observation import ObservationLayout
@@ -71,6 +72,7 @@ class Snapshot:
     state: SwarmState
     observation: torch.Tensor
     rng_state: torch.Tensor
+    stream_state: Any
     pool: EpisodePool | None = None
 
 
@@ -93,6 +95,7 @@ class SwarmEnv:
         self.device = torch.device(config.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)
+        self.stream = UniformStream(config.seed + 1, self.device)  # per-step noise; the generator draws episodes
         self.quad = load_params(config.params)
         self.ranges = load_randomization(config.randomization) if config.randomize else None
         self.arena = load_arena(config.arena)
@@ -154,6 +157,7 @@ class SwarmEnv:
         """Start new episodes in every environment; returns observations (E, M, obs)."""
         if seed is not None:
             self.generator.manual_seed(seed)
+            self.stream.seed(seed + 1)
         self.pool = None
         self.state, obs = self._start_episodes(self.num_envs)
         self.observation = obs
@@ -228,8 +232,7 @@ class SwarmEnv:
         """Sensor errors for n freshly reset environments (the step draws its own)."""
         if self.constants.draws.sensing_normals == 0:
             return None
-        return Sensing.from_normals(box_muller(draw_uniforms(n, self.drones, 12, self.generator)),
-                                    self._sensor_sigma)
+        return Sensing.from_normals(box_muller(self.stream.uniforms(n, self.drones, 12)), self._sensor_sigma)
 
     def _observe(self, s: SwarmState) -> torch.Tensor:
         """Observations (n, M, obs) of the environments held in `s` (all of them, or a fresh subset)."""
@@ -264,7 +267,7 @@ class SwarmEnv:
             raise ValueError(f"action has shape {tuple(action.shape)}, expected {expected} (envs, drones, motors)")
         self._check_finite(action, "the action", "the policy produced NaN or Inf; check its weights and inputs")
 
-        uniforms = draw_uniforms(self.num_envs, self.drones, self.constants.draws.size, self.generator)
+        uniforms = self.stream.uniforms(self.num_envs, self.drones, self.constants.draws.size)
         out = self._control_step(
             s.drones, s.params, s.action_delay, s.downwash, s.goals, s.occupancy, s.obstacle_radius, s.stats,
             s.steps, tensor_struct.as_component_major(action.clamp(-1.0, 1.0)), uniforms, self.penalty_scale,
@@ -322,13 +325,14 @@ class SwarmEnv:
         if self.state is None or self.observation is None:
             raise RuntimeError("call reset() before snapshot()")
         return Snapshot(state=tensor_struct.clone(self.state), observation=self.observation.clone(),
-                        rng_state=self.generator.get_state(),
+                        rng_state=self.generator.get_state(), stream_state=self.stream.get_state(),
                         pool=tensor_struct.clone(self.pool) if self.pool is not None else None)
 
     def restore(self, snap: Snapshot) -> torch.Tensor:
         self.state = tensor_struct.clone(snap.state)
         self.observation = snap.observation.clone()
         self.generator.set_state(snap.rng_state)
+        self.stream.set_state(snap.stream_state)
         self.pool = tensor_struct.clone(snap.pool) if snap.pool is not None else None
         return self.observation
 
@@ -336,7 +340,7 @@ class SwarmEnv:
         """The state of some environments, to restart them (or others) from it later (collision replay)."""
         assert self.state is not None and self.observation is not None
         return Snapshot(state=tensor_struct.select(self.state, rows), observation=self.observation[rows].clone(),
-                        rng_state=self.generator.get_state())
+                        rng_state=self.generator.get_state(), stream_state=self.stream.get_state())
 
     def import_envs(self, rows: torch.Tensor, part: Snapshot) -> None:
         """Overwrite environments `rows` with states exported earlier (the RNG stays as it is)."""
