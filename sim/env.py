@@ -242,12 +242,13 @@ class SwarmEnv:
                        self._sensing(d.pos.shape[0]))
 
     @staticmethod
-    def _check_finite(values: torch.Tensor, what: str, hint: str) -> None:
+    def _check_finite(values: torch.Tensor, what: str, hint: str, total: torch.Tensor | None = None) -> None:
         """Name the first environment and drone whose `values` (E, M, ...) hold NaN or Inf.
 
-        One sum is a single pass and is non-finite whenever any element is, so the common case is cheap.
+        A sum is non-finite whenever any element is, so the common case costs one pass, or none when
+        the compiled step already returns the sum (`total`).
         """
-        if bool(torch.isfinite(values.sum())):
+        if bool(torch.isfinite(values.sum() if total is None else total)):
             return
         bad = (~torch.isfinite(values)).reshape(*values.shape[:2], -1).any(-1).nonzero()
         if bad.numel():
@@ -270,13 +271,12 @@ class SwarmEnv:
         uniforms = self.stream.uniforms(self.num_envs, self.drones, self.constants.draws.size)
         out = self._control_step(
             s.drones, s.params, s.action_delay, s.downwash, s.goals, s.occupancy, s.obstacle_radius, s.stats,
-            s.steps, tensor_struct.as_component_major(action.clamp(-1.0, 1.0)), uniforms, self.penalty_scale,
-            self.constants)
+            s.steps, tensor_struct.as_component_major(action), uniforms, self.penalty_scale, self.constants)
         s.drones, s.action_delay.history, s.downwash = out.drones, out.action_history, out.downwash
         s.stats, s.steps = out.stats, out.steps
         observation = out.observation
         self._check_finite(observation, "the observation",
-                           "the simulation diverged; check the actions and the parameter set")
+                           "the simulation diverged; check the actions and the parameter set", out.observation_sum)
         self._change_goals(s)
 
         done = s.steps >= cfg.episode_steps

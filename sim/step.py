@@ -86,6 +86,7 @@ class StepOutput:
     steps: torch.Tensor
     reward: torch.Tensor       # (E, M)
     observation: torch.Tensor  # (E, M, obs), before observation latency
+    observation_sum: torch.Tensor  # () sum of all observations: non-finite iff one of them is
     distance: torch.Tensor     # (E, M) to the goal
 
 
@@ -129,11 +130,12 @@ def control_step(
     steps: torch.Tensor, action: torch.Tensor, uniforms: torch.Tensor, penalty_scale: torch.Tensor,
     k: StepConstants,
 ) -> StepOutput:
-    """Advance E swarms by one control step for actions (E, M, 4) already checked and clipped.
+    """Advance E swarms by one control step for finite actions (E, M, 4), clipped here to [-1, 1].
 
     uniforms: (E, M, k.draws.size) uniforms in [0, 1), all the randomness of the step.
     """
     motor_draw, sensing_draw, kick_draw = split_draws(uniforms, k.draws)
+    action = action.clamp(-1.0, 1.0)
     cmd = commanded_thrust(action, params)
     history = action_delay.history
     for i in range(k.substeps):
@@ -177,4 +179,4 @@ def control_step(
     )
     observation = observe(drones, goals, pw, grid, k.num_neighbors, Sensing.from_normals(sensing_draw, k.sensor_sigma))
     return StepOutput(drones=drones, action_history=history, downwash=wake, stats=stats, steps=steps,
-                      reward=reward, observation=observation, distance=distance)
+                      reward=reward, observation=observation, observation_sum=observation.sum(), distance=distance)
