@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.controller import geometric_control
 from nanoswarm.sim.env import SwarmEnv
@@ -24,14 +22,10 @@ def run_demo(num_envs: int = 16, drones: int = 8, seconds: float = 15.0, seed: i
     env = SwarmEnv(config)
     env.reset()
     assert env.state is not None
-    closest = float("inf")
     start = time.perf_counter()
     for _ in range(config.episode_steps):
         state = env.state
         result = env.step(geometric_control(state.drones, state.goals, state.params))
-        pos = env.state.drones.pos
-        gaps = torch.cdist(pos, pos) + torch.eye(drones) * 1e9
-        closest = min(closest, float(gaps.min()))
     wall = time.perf_counter() - start
     episode = {k: float(v.mean()) for k, v in result.info["episode"].items()}
     drone_steps = config.episode_steps * num_envs * drones
@@ -43,7 +37,6 @@ def run_demo(num_envs: int = 16, drones: int = 8, seconds: float = 15.0, seed: i
         "collision_rate": episode["collision_rate"],
         "collisions_per_drone_minute": episode["collisions_per_drone_minute"],
         "final_distance_m": episode["final_distance_m"],
-        "closest_approach_m": closest,
         "time_in_air": episode["time_in_air"],
         "agent_steps_per_s": drone_steps / wall,
         "real_time_factor": seconds * num_envs / wall,
