@@ -61,15 +61,15 @@ def rotation_matrix(quat: torch.Tensor) -> torch.Tensor:
 
 
 def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product a * b of (w, x, y, z) quaternions."""
+    """Hamilton product a * b of (w, x, y, z) quaternions (component-major result)."""
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
-    return torch.stack((
+    return component_major(
         aw * bw - ax * bx - ay * by - az * bz,
         aw * bx + ax * bw + ay * bz - az * by,
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
-    ), dim=-1)
+    )
 
 
 def quat_from_rotvec(rotvec: torch.Tensor) -> torch.Tensor:
@@ -218,17 +218,9 @@ def physics_step(
     px, py, pz = state.pos.unbind(-1)
     px, py, pz = px + dt * vx, py + dt * vy, pz + dt * vz
 
-    # Attitude: q <- q * exp(omega dt / 2), with sin(h)/h by its Taylor series near zero.
-    hx, hy, hz = (0.5 * dt * w for w in omega)
-    half = torch.sqrt(hx * hx + hy * hy + hz * hz)
-    small = half < 1e-4
-    safe = torch.where(small, torch.ones_like(half), half)
-    k = torch.where(small, 1.0 - half * half / 6.0, torch.sin(safe) / safe)
-    dw, dx, dy, dz = torch.cos(half), k * hx, k * hy, k * hz
-    nw = qw * dw - qx * dx - qy * dy - qz * dz
-    nx = qw * dx + qx * dw + qy * dz - qz * dy
-    ny = qw * dy - qx * dz + qy * dw + qz * dx
-    nz = qw * dz + qx * dy - qy * dx + qz * dw
+    # Attitude: q <- q * exp(omega dt / 2), renormalised.
+    quat = quat_multiply(state.quat, quat_from_rotvec(component_major(*omega) * dt))
+    nw, nx, ny, nz = quat.unbind(-1)
     inv_norm = torch.rsqrt(nw * nw + nx * nx + ny * ny + nz * nz)
 
     # Floor contact: no penetration, no downward speed, and friction that stops a grounded drone

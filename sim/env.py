@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nanoswarm.config import ConfigError
 from nanoswarm.sim import tensor_struct
 from nanoswarm.sim.arena import load_arena
 from nanoswarm.sim.config import EnvConfig
@@ -91,6 +92,9 @@ class SwarmEnv:
 
     def __init__(self, config: EnvConfig, compile: bool = False):
         config.validate()
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("config field 'device': CUDA is not available on this machine "
+                              "(torch.cuda.is_available() is False); use device: cpu")
         self.config = config
         self.device = torch.device(config.device)
         self.generator = torch.Generator(device=self.device)

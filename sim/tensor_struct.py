@@ -46,16 +46,6 @@ def assign(struct: Any, rows: torch.Tensor, source: Any) -> None:
             assign(value, rows, getattr(source, f.name))
 
 
-def copy_into(struct: Any, source: Any) -> None:
-    """Overwrite every tensor of `struct` in place with the matching tensor of `source`."""
-    for f in dataclasses.fields(struct):
-        value = getattr(struct, f.name)
-        if isinstance(value, torch.Tensor):
-            value.copy_(getattr(source, f.name))
-        elif dataclasses.is_dataclass(value):
-            copy_into(value, getattr(source, f.name))
-
-
 def component_major(*components: torch.Tensor) -> torch.Tensor:
     """Stack components (...,) into a (..., C) tensor whose storage is component-major.
 

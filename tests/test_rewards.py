@@ -1,0 +1,37 @@
+"""The per-step reward: shaping terms per second of flight, impact and proximity penalties annealable."""
+
+from __future__ import annotations
+
+import torch
+
+from nanoswarm.sim.config import RewardConfig
+from nanoswarm.sim.rewards import step_reward
+
+
+def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0) -> torch.Tensor:
+    dist = torch.full((1, 2, 2), pair_dist)
+    dist[0, 0, 0] = dist[0, 1, 1] = float("inf")
+    return step_reward(
+        RewardConfig(), dt=0.01, penalty_scale=torch.tensor(penalty_scale),
+        distance=torch.tensor([[1.0, 2.0]]), action=torch.zeros(1, 2, 4), on_floor=torch.tensor([[False, True]]),
+        up_z=torch.ones(1, 2), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
+        obstacle_impacts=torch.zeros(1, 2), pair_dist=dist)
+
+
+def test_shaping_terms_scale_with_dt():
+    """Far from others and upright: -dt (distance + floor); the floor term only for the grounded drone."""
+    assert torch.allclose(reward(1.0, 0.0), torch.tensor([[-0.01 * 1.0, -0.01 * (2.0 + 1.0)]]))
+
+
+def test_collision_penalty_is_annealed_by_the_penalty_scale():
+    """Scale 0 (start of training) ignores impacts; scale 1 charges the full collision weight per impact."""
+    assert torch.equal(reward(0.0, 2.0), reward(0.0, 0.0))
+    assert torch.allclose(reward(1.0, 2.0) - reward(1.0, 0.0), torch.full((1, 2), -2.0 * RewardConfig().collision))
+    assert torch.allclose(reward(0.5, 2.0) - reward(0.5, 0.0), torch.full((1, 2), -1.0 * RewardConfig().collision))
+
+
+def test_proximity_penalty_grows_inside_its_range():
+    w = RewardConfig()
+    half_range = reward(1.0, 0.0, pair_dist=0.5 * w.proximity_range) - reward(1.0, 0.0)
+    assert torch.allclose(half_range, torch.full((1, 2), -w.proximity * w.proximity_max * 0.5))
+    assert torch.equal(reward(1.0, 0.0, pair_dist=w.proximity_range), reward(1.0, 0.0))
