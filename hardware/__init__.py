@@ -1,4 +1,4 @@
-"""Physical parameter sets, swarm manifests and arenas, stored as YAML data with their sources.
+"""Physical parameter sets, randomisation ranges and arenas, stored as YAML data with their sources.
 
 Code never holds physical constants as literals: it loads them from here by name (or from a user's own
 YAML file by path), so a parameter's value and its source stay together in one place.
@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 def hardware_dir(folder: str) -> Path:
-    """The folder of one kind of hardware data: 'params', 'arenas' or 'swarms'."""
+    """The folder of one kind of hardware data: 'params', 'randomization' or 'arenas'."""
     return Path(str(resources.files("nanoswarm.hardware"))) / folder
 
 

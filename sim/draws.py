@@ -2,8 +2,9 @@
 
 The environment draws a single (E, M, R) block of uniforms from its seeded stream per step. The
 compiled step turns them into normals with the Box-Muller transform: drawing uniforms is about twice
-as fast as drawing normals on the CPU, and the transform fuses into the step's loops. One block also
-keeps the order of draws, hence the rollout for a seed, independent of which noise sources are on.
+as fast as drawing normals on the CPU, and the transform fuses into the step's loops. The block's layout
+(`DrawLayout`) depends on which noise sources are on, so the same seed gives the same rollout for the
+same configuration.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ from nanoswarm.sim.scenarios import EpisodeStart, ScenarioContext, make_scenario
 from nanoswarm.sim.step import EpisodeStats, Sensing, StepConstants, control_step, observe
 
 
+NEVER = 2**62  # a goal period, in steps, that no episode reaches
+
+
 @dataclass
 class SwarmState:
     """Everything that determines the future of the environments (environment-first tensors)."""
@@ -43,8 +46,8 @@ class SwarmState:
     occupancy: torch.Tensor         # (E, nx, ny) bool
     obstacle_radius: torch.Tensor   # (E,)
     success_radius: torch.Tensor    # (E,)
-    goal_period: torch.Tensor       # (E,) s, inf for fixed goals
-    next_goal_change: torch.Tensor  # (E,) s since episode start
+    goal_period: torch.Tensor       # (E,) control steps between goal changes, NEVER for fixed goals
+    next_goal_change: torch.Tensor  # (E,) control step of the episode at which the goals next change
     steps: torch.Tensor             # (E,) control steps since episode start
     stats: EpisodeStats
 
@@ -68,12 +71,13 @@ class EpisodePool:
 
 @dataclass
 class Snapshot:
-    """A full copy of the environments' state, RNG and episode pool included, for exact replay."""
+    """A full copy of the environments' state, RNGs, penalty scale and episode pool included, for exact replay."""
 
     state: SwarmState
     observation: torch.Tensor
     rng_state: torch.Tensor
     stream_state: Any
+    penalty_scale: torch.Tensor
     pool: EpisodePool | None = None
 
 
@@ -217,6 +221,8 @@ class SwarmEnv:
             n, *self.obstacle_grid.cells, dtype=torch.bool, device=dev)
         zeros = torch.zeros(n, m, device=dev)
         obs_placeholder = torch.zeros(n, m, self.obs_size, device=dev)
+        period = torch.where(torch.isinf(start.goal_period), float(NEVER),
+                             torch.round(start.goal_period / self.control_dt).clamp_min(1.0)).long()
         obs_delay_steps = torch.full((n, m), self.config.noise.observation_latency_steps, dtype=torch.int64, device=dev)
         return SwarmState(
             drones=drones, params=params,
@@ -224,8 +230,8 @@ class SwarmEnv:
             obs_delay=DelayLine.filled(obs_placeholder, obs_delay_steps, self.config.noise.observation_latency_steps),
             downwash=torch.zeros(n, m, 3, device=dev), goals=start.goals, occupancy=occupancy,
             obstacle_radius=torch.full((n,), 0.5 * self.config.obstacle_diameter, device=dev),
-            success_radius=start.success_radius, goal_period=start.goal_period,
-            next_goal_change=start.goal_period.clone(),
+            success_radius=start.success_radius, goal_period=period,
+            next_goal_change=period.clone(),
             steps=torch.zeros(n, dtype=torch.int64, device=dev),
             stats=EpisodeStats(collisions=zeros.long(), drone_collisions=zeros.long(),
                                obstacle_collisions=zeros.long(), wall_hits=zeros.long(), air_steps=zeros.long()),
@@ -272,6 +278,7 @@ class SwarmEnv:
             raise ValueError(f"action has shape {tuple(action.shape)}, expected {expected} (envs, drones, motors)")
         self._check_finite(action, "the action", "the policy produced NaN or Inf; check its weights and inputs")
 
+        self._change_goals(s)
         uniforms = self.stream.uniforms(self.num_envs, self.drones, self.constants.draws.size)
         out = self._control_step(
             s.drones, s.params, s.action_delay, s.downwash, s.goals, s.occupancy, s.obstacle_radius, s.stats,
@@ -281,7 +288,6 @@ class SwarmEnv:
         observation = out.observation
         self._check_finite(observation, "the observation",
                            "the simulation diverged; check the actions and the parameter set", out.observation_sum)
-        self._change_goals(s)
 
         done = s.steps >= cfg.episode_steps
         # The delayed observation is what the policy sees, the final one of an episode included.
@@ -298,8 +304,11 @@ class SwarmEnv:
         return StepResult(observation=observation, reward=out.reward, done=done, info=info)
 
     def _change_goals(self, s: SwarmState) -> None:
-        """Move the goals of dynamic scenarios whose goal period has elapsed."""
-        due = s.steps.float() * self.control_dt >= s.next_goal_change
+        """Move the goals of dynamic scenarios whose period ends with the coming step, before it is taken,
+        so that its reward and observation already use the new goals. Episodes that end with the coming
+        step restart instead."""
+        coming = s.steps + 1
+        due = (coming >= s.next_goal_change) & (coming < self.config.episode_steps)
         if bool(due.any()):
             rows = due.nonzero().squeeze(1)
             s.goals[rows] = self.scenario.next_goals(s.goals[rows])
@@ -330,6 +339,7 @@ class SwarmEnv:
             raise RuntimeError("call reset() before snapshot()")
         return Snapshot(state=tensor_struct.clone(self.state), observation=self.observation.clone(),
                         rng_state=self.generator.get_state(), stream_state=self.stream.get_state(),
+                        penalty_scale=self.penalty_scale.clone(),
                         pool=tensor_struct.clone(self.pool) if self.pool is not None else None)
 
     def restore(self, snap: Snapshot) -> torch.Tensor:
@@ -337,6 +347,7 @@ class SwarmEnv:
         self.observation = snap.observation.clone()
         self.generator.set_state(snap.rng_state)
         self.stream.set_state(snap.stream_state)
+        self.penalty_scale.copy_(snap.penalty_scale)
         self.pool = tensor_struct.clone(snap.pool) if snap.pool is not None else None
         return self.observation
 
@@ -344,7 +355,8 @@ class SwarmEnv:
         """The state of some environments, to restart them (or others) from it later (collision replay)."""
         assert self.state is not None and self.observation is not None
         return Snapshot(state=tensor_struct.select(self.state, rows), observation=self.observation[rows].clone(),
-                        rng_state=self.generator.get_state(), stream_state=self.stream.get_state())
+                        rng_state=self.generator.get_state(), stream_state=self.stream.get_state(),
+                        penalty_scale=self.penalty_scale.clone())
 
     def import_envs(self, rows: torch.Tensor, part: Snapshot) -> None:
         """Overwrite environments `rows` with states exported earlier (the RNG stays as it is)."""

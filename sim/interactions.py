@@ -56,8 +56,8 @@ TOPK_FROM_DRONES = 16
 
 
 def nearest_indices(dist: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (E, M, k) of the k smallest entries of each row of `dist` (E, M, M), smallest first,
-    ties to the lower index.
+    """Indices (E, M, k) of the k smallest entries of each row of `dist` (E, M, M), smallest first
+    (ties to the lower index for small swarms; torch.topk's order for larger ones).
 
     Small swarms take k rounds of (minimum, its first index, mask it out): branch-free passes that
     torch.compile fuses into the step, where torch.topk stays a separate, costlier call. From

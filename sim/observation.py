@@ -1,9 +1,9 @@
 """The observation layout: the one definition of what a drone's policy sees, and its builder.
 
-The simulator builds observations with `build_observation`; policies slice them with
-`ObservationLayout.slices`; the ONNX metadata and the generated C header record `to_dict()`; the virtual
-Crazyflie and the Crazyflie app build them from the same definition. Changing this file changes the
-layout everywhere, and checkpoints record the layout so a mismatch is caught on load.
+The simulator builds observations with `build_observation` and policies slice them with
+`ObservationLayout.slices`. Everything downstream (checkpoints, exported models, the onboard code) is
+to record `to_dict()` and rebuild the layout with `from_dict`, which refuses a layout that differs
+from this definition, so a mismatch is caught on load rather than in flight.
 
 Per drone, in order:
 - self (19): p - goal (3), velocity (3), rotation matrix body-to-world, row-major (9), body rates (3),

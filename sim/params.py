@@ -85,6 +85,9 @@ class RandomizationRanges:
         for f in dataclasses.fields(self):
             low, high = getattr(self, f.name)
             require(0 <= low <= high, f.name, f"must be [low, high] with 0 <= low <= high, got {[low, high]}")
+        # Physical quantities the dynamics divide by, or sample log-uniformly, cannot reach zero.
+        for name in ("mass", "inertia_xy", "inertia_z", "rotor_xy", "motor_tau_up", "motor_tau_down"):
+            require(getattr(self, name)[0] > 0, name, f"lower bound must be positive, got {getattr(self, name)[0]}")
         require(self.thrust_to_weight[0] > 1.0, "thrust_to_weight", "lower bound must exceed 1 to fly")
 
 
@@ -103,20 +106,21 @@ def load_randomization(name_or_path: str = "default") -> RandomizationRanges:
 
 @dataclass
 class DroneParams:
-    """Per-drone physical parameters as tensors, one row per drone (N = envs x drones)."""
+    """Per-drone physical parameters as tensors with any leading batch shape (...): (N,) when drawn,
+    (E, M) inside the environment, where the per-axis and per-motor fields are stored component-major."""
 
-    mass: torch.Tensor              # (N,)
-    inertia: torch.Tensor           # (N, 3) diagonal, body frame
-    rotor_xy: torch.Tensor          # (N,)
-    thrust_max: torch.Tensor        # (N, 4) per motor, includes per-motor gain
-    thrust_curve: torch.Tensor      # (N, 3) normalised polynomial coefficients
-    torque_to_thrust: torch.Tensor  # (N,)
-    motor_tau_up: torch.Tensor      # (N,)
-    motor_tau_down: torch.Tensor    # (N,)
-    drag: torch.Tensor              # (N, 3) body-frame linear drag, N s/m
-    motor_noise_sigma: torch.Tensor  # (N,)
-    motor_noise_theta: torch.Tensor  # (N,)
-    latency_steps: torch.Tensor     # (N,) int64, action latency in physics steps
+    mass: torch.Tensor              # (...)
+    inertia: torch.Tensor           # (..., 3) diagonal, body frame
+    rotor_xy: torch.Tensor          # (...)
+    thrust_max: torch.Tensor        # (..., 4) per motor, includes per-motor gain
+    thrust_curve: torch.Tensor      # (..., 3) normalised polynomial coefficients
+    torque_to_thrust: torch.Tensor  # (...)
+    motor_tau_up: torch.Tensor      # (...)
+    motor_tau_down: torch.Tensor    # (...)
+    drag: torch.Tensor              # (..., 3) body-frame linear drag, N s/m
+    motor_noise_sigma: torch.Tensor  # (...)
+    motor_noise_theta: torch.Tensor  # (...)
+    latency_steps: torch.Tensor     # (...) int64, action latency in physics steps
 
     def component_major(self) -> "DroneParams":
         """The same values with the per-axis and per-motor fields stored component-major

@@ -8,7 +8,7 @@ from nanoswarm.sim.config import RewardConfig
 
 
 def step_reward(
-    w: RewardConfig, dt: float, penalty_scale: float, distance: torch.Tensor, action: torch.Tensor,
+    w: RewardConfig, dt: float, penalty_scale: torch.Tensor | float, distance: torch.Tensor, action: torch.Tensor,
     on_floor: torch.Tensor, up_z: torch.Tensor, omega: torch.Tensor, drone_impacts: torch.Tensor,
     obstacle_impacts: torch.Tensor, pair_dist: torch.Tensor,
 ) -> torch.Tensor:

@@ -32,7 +32,7 @@ def clone(struct: S) -> S:
 
 
 def select(struct: S, rows: torch.Tensor) -> S:
-    """Rows `rows` of the first axis of every tensor (a copy)."""
+    """Rows `rows` of the first axis of every tensor: a copy for an index tensor, a view for a slice."""
     return map_tensors(struct, lambda t: t[rows])
 
 

@@ -506,3 +506,27 @@ def test_compiled_and_eager_steps_agree():
         a, b = eager.step(action), compiled.step(action)
         assert torch.allclose(a.observation, b.observation, atol=1e-4)
         assert torch.allclose(a.reward, b.reward, atol=1e-4)
+
+
+def test_observation_sees_new_goals_in_the_step_they_change():
+    """When a dynamic formation switches, the same step's observation and state already use the new goals."""
+    cfg = scenario_config("dynamic_formation", drones=4, envs=4, goal_switch_s=(0.2, 0.2), episode_s=1.0)
+    env = SwarmEnv(cfg)
+    env.reset()
+    action = hover_action(env)
+    rel_goal = env.layout.slices["self.rel_goal"]
+    for step in range(1, 25):
+        result = env.step(action)
+        expected = env.state.drones.pos - env.state.goals
+        assert torch.allclose(result.observation[..., rel_goal], expected, atol=1e-5), f"stale goal at step {step}"
+    assert int(env.state.next_goal_change[0]) == 40          # 0.2 s at 100 Hz, twice
+
+
+def test_snapshot_restores_the_penalty_scale():
+    env = SwarmEnv(scenario_config("hover", drones=2, envs=2))
+    env.reset()
+    env.set_penalty_scale(0.25)
+    snap = env.snapshot()
+    env.set_penalty_scale(1.0)
+    env.restore(snap)
+    assert float(env.penalty_scale) == 0.25
