@@ -523,7 +523,7 @@ def test_observation_sees_new_goals_in_the_step_they_change():
 
 
 def test_snapshot_restores_the_penalty_scale():
-    env = SwarmEnv(scenario_config("hover", drones=2, envs=2))
+    env = SwarmEnv(scenario_config("hover", drones=4, envs=2))
     env.reset()
     env.set_penalty_scale(0.25)
     snap = env.snapshot()
