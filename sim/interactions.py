@@ -39,11 +39,14 @@ class Pairwise:
         return torch.stack((self.dvx, self.dvy, self.dvz), dim=-1)
 
 
+def pair_difference(values: torch.Tensor) -> torch.Tensor:
+    """[e, i, j] = values[e, j] - values[e, i] for per-drone values (E, M)."""
+    return values.unsqueeze(1) - values.unsqueeze(2)
+
+
 def pairwise(pos: torch.Tensor, vel: torch.Tensor) -> Pairwise:
     """Pairwise geometry of drones at `pos`, `vel` (E, M, 3)."""
-    def diff(values: torch.Tensor) -> torch.Tensor:
-        return values.unsqueeze(1) - values.unsqueeze(2)
-
+    diff = pair_difference
     dx, dy, dz = diff(pos[..., 0]), diff(pos[..., 1]), diff(pos[..., 2])
     m = pos.shape[1]
     eye = torch.eye(m, dtype=torch.bool, device=pos.device)
@@ -131,9 +134,7 @@ def resolve_drone_collisions(
     gain = 0.5 * (1.0 + response.restitution)
     vx, vy, vz = vel.unbind(-1)
     for _ in range(COLLISION_PASSES):
-        def rel(v: torch.Tensor) -> torch.Tensor:
-            return v.unsqueeze(1) - v.unsqueeze(2)
-        approach = rel(vx) * nx + rel(vy) * ny + rel(vz) * nz      # < 0 when closing
+        approach = pair_difference(vx) * nx + pair_difference(vy) * ny + pair_difference(vz) * nz      # < 0 when closing
         push = gain * torch.where(touching & (approach < 0.0), approach, 0.0)
         vx, vy, vz = vx + (push * nx).sum(-1), vy + (push * ny).sum(-1), vz + (push * nz).sum(-1)
     vel = component_major(vx, vy, vz)

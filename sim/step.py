@@ -95,21 +95,16 @@ def observe(drones: DroneState, goals: torch.Tensor, pw: Pairwise, grid: torch.T
     """Observations (E, M, obs) in the layout of `observation.ObservationLayout`.
 
     With sensing noise, each drone's own estimate is noisy and neighbours are seen through their own
-    noisy estimates (as when drones broadcast their state), so relative terms carry both errors.
+    noisy estimates (as when drones broadcast their state), so relative terms carry both errors. Which
+    drones are nearest is decided by the true geometry `pw`.
     """
     rot = rotation_matrix(drones.quat)
     pos, vel, omega = drones.pos, drones.vel, drones.omega
-    idx, nb_pos, nb_vel = nearest_neighbors(pw, pos, vel, num_neighbors)
     if sensing is not None:
         pos, vel, omega = pos + sensing.position, vel + sensing.velocity, omega + sensing.rates
         error = rotation_matrix(quat_from_rotvec(sensing.attitude))
         rot = (rot.unsqueeze(-1) * error.unsqueeze(-3)).sum(-2)      # rot @ error, fused when compiled
-        m = pos.shape[1]
-        gather = idx.unsqueeze(-1).expand(*idx.shape, 3)
-        nb_pos = nb_pos + torch.gather(sensing.position.unsqueeze(1).expand(-1, m, -1, -1), 2, gather) \
-            - sensing.position.unsqueeze(2)
-        nb_vel = nb_vel + torch.gather(sensing.velocity.unsqueeze(1).expand(-1, m, -1, -1), 2, gather) \
-            - sensing.velocity.unsqueeze(2)
+    _, nb_pos, nb_vel = nearest_neighbors(pw, pos, vel, num_neighbors)
     return build_observation(pos - goals, vel, rot, omega, pos[..., 2:3], nb_pos, nb_vel, grid)
 
 
