@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nanoswarm.config import ConfigError
+from nanoswarm.training.checkpoint import CheckpointError
+from nanoswarm.training.train import TrainingInterrupted
 
 console = Console()
 
@@ -61,6 +63,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from nanoswarm.training.config import load_train_config
+    from nanoswarm.training.train import train
+
+    config = load_train_config(args.config)
+    if args.total_steps is not None:
+        config.total_steps = args.total_steps
+    if args.device is not None:
+        config.env.device = args.device
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    trainer = train(config, out, resume=args.resume)
+    console.print(f"trained {trainer.agent_steps:,} agent steps in {trainer.train_time:.0f} s; "
+                  f"policy in {out / 'policy.pt'}")
+    if trainer.last_eval:
+        console.print(_table("evaluation at the end of training", trainer.last_eval))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nanoswarm.training.evaluate import HEADLINE, evaluate_policy, eval_env_config
+    from nanoswarm.training.plots import plot_trajectories
+    from nanoswarm.training.checkpoint import load_policy
+
+    policy, data = load_policy(args.checkpoint)
+    env_config = eval_env_config(data, scenario=args.scenario, drones=args.drones,
+                                 obstacle_density=args.obstacle_density, device=args.device)
+    result = evaluate_policy(policy.to(env_config.device), env_config, args.episodes, seed=args.seed)
+    metrics = {"checkpoint": str(args.checkpoint), **result.metrics}
+    console.print(_table(f"nanoswarm eval: {env_config.scenario}",
+                         {k: metrics[k] for k in (*HEADLINE, "episodes", "drones_per_swarm")}))
+    plot = args.plot or str(Path(args.json).with_suffix(".png") if args.json else
+                            Path("runs/eval") / f"{Path(args.checkpoint).stem}_{env_config.scenario}.png")
+    plot_trajectories(result.trajectories, plot, title=f"{Path(args.checkpoint).name}: {env_config.scenario}")
+    console.print(f"trajectory plot: {plot}")
+    _write_json(args.json, metrics)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanoswarm", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -72,6 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", help="also write the metrics to this JSON file")
     demo.set_defaults(run=cmd_demo)
+
+    train = verbs.add_parser("train", help="train a swarm policy with PPO (resumable; TensorBoard logs in OUT/tb)")
+    train.add_argument("config", help="a training config YAML, or the name of a ready-made one "
+                                      "(single, swarm8, swarm8_obstacles, swarm32)")
+    train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--total-steps", type=int, help="stop after this many agent steps (overrides the config)")
+    train.add_argument("--device", help="cpu or cuda (overrides env.device)")
+    train.set_defaults(run=cmd_train)
+
+    ev = verbs.add_parser("eval", help="fly a checkpoint's deterministic policy and report the anchors' metrics")
+    ev.add_argument("checkpoint", help="a policy.pt or checkpoint.pt")
+    ev.add_argument("--scenario", help="scenario to fly (default: the one it was trained on)")
+    ev.add_argument("--episodes", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--drones", type=int, help="drones per swarm (default: as trained)")
+    ev.add_argument("--obstacle-density", type=float, help="column density for --scenario obstacles")
+    ev.add_argument("--device", help="cpu or cuda")
+    ev.add_argument("--plot", help="trajectory plot PNG (default next to --json, else runs/eval/)")
+    ev.add_argument("--json", help="also write the metrics to this JSON file")
+    ev.set_defaults(run=cmd_eval)
 
     bench = verbs.add_parser("bench", help="benchmarks (results belong in BENCHMARKS.md)")
     targets = bench.add_subparsers(dest="target", required=True)
@@ -96,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         console.print(f"[red]configuration error:[/red] {err}")
         return 2
+    except CheckpointError as err:
+        console.print(f"[red]checkpoint error:[/red] {err}")
+        return 2
+    except FloatingPointError as err:
+        console.print(f"[red]non-finite values:[/red] {err}")
+        return 3
+    except TrainingInterrupted as err:
+        console.print(f"[yellow]{err}[/yellow]")
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ MOTOR_X_SIGN = (1.0, -1.0, -1.0, 1.0)
 MOTOR_Y_SIGN = (-1.0, -1.0, 1.0, 1.0)
 MOTOR_YAW_SIGN = (-1.0, 1.0, -1.0, 1.0)
 RATE_ITERATIONS = 4  # fixed-point iterations of the implicit midpoint rule for the body rates
+# Body rates are bounded per axis. Without rotor drag nothing else limits the yaw rate a policy can
+# spin up, and beyond about 1 / (dt |omega| (I_z - I_x) / I_x) the fixed-point iteration stops
+# contracting and the rates diverge. 40 rad/s is quad-swarm-rl's clip and just above the
+# Crazyflie 2.1's gyro range (BMI088, +-2000 deg/s = 34.9 rad/s), so no flight a Crazyflie can
+# measure is affected.
+MAX_BODY_RATE = 40.0
 
 
 @dataclass
@@ -213,6 +219,7 @@ def physics_step(
         mid = tuple(0.5 * (s0 + w) for s0, w in zip(start, omega))
         gyro = _cross(mid, tuple(i * m for i, m in zip(inertia, mid)))
         omega = tuple(s0 + dt * (t - g) / i for s0, t, g, i in zip(start, torque, gyro, inertia))
+    omega = tuple(w.clamp(-MAX_BODY_RATE, MAX_BODY_RATE) for w in omega)
 
     vx, vy, vz = vx + dt * ax, vy + dt * ay, vz + dt * az
     px, py, pz = state.pos.unbind(-1)

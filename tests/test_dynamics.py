@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nanoswarm.sim.config import ThrowConfig
-from nanoswarm.sim.dynamics import (MOTOR_X_SIGN, MOTOR_YAW_SIGN, MOTOR_Y_SIGN, DroneState, action_for_thrust,
-                                    body_wrench, commanded_thrust, hover_thrust, motor_thrusts_for_wrench,
+from nanoswarm.sim.dynamics import (MAX_BODY_RATE, MOTOR_X_SIGN, MOTOR_YAW_SIGN, MOTOR_Y_SIGN, DroneState,
+                                    action_for_thrust, body_wrench, commanded_thrust, hover_thrust, motor_thrusts_for_wrench,
                                     physics_step, quat_from_rotvec, quat_multiply, rotation_matrix)
 from nanoswarm.sim.params import GRAVITY, available_param_sets, load_params, nominal_drone_params
 
@@ -258,13 +258,29 @@ def test_rotation_stays_orthonormal_over_1e5_steps(quad, make_state):
     assert float((rot[:, 2, 2] - 1.0).abs().max()) > 0.1
 
 
+def test_sustained_yaw_torque_saturates_at_the_rate_bound_without_diverging(make_state):
+    """Full differential thrust for 10 s spins a drag-free drone up without limit in theory; the rates
+    stop at MAX_BODY_RATE and stay finite (before the bound, the rate iteration blew up to 1e7 rad/s)."""
+    quad = load_params("crazyflie21_sysid")
+    params = nominal_drone_params(quad, 2, DT)
+    yaw = torch.tensor(MOTOR_YAW_SIGN)
+    thrusts = torch.where(yaw > 0, quad.thrust_max, 0.0).expand(2, 4).clone()
+    state = make_state(2, pos=(0.0, 0.0, 5.0), omega=torch.tensor([[3.0, -2.0, 0.0], [0.0, 0.0, 0.0]]))
+    up = gravity_compensation(2)
+    for _ in range(2000):
+        state = physics_step(state, thrusts, params, DT, extra_accel=up)
+    assert bool(torch.isfinite(state.omega).all()) and bool(torch.isfinite(state.quat).all())
+    assert float(state.omega.abs().max()) <= MAX_BODY_RATE
+    assert float(state.omega[:, 2].abs().min()) == pytest.approx(MAX_BODY_RATE)
+
+
 @pytest.mark.parametrize("case", ["throw", "spin_kick"])
 def test_torque_free_tumble_conserves_energy_and_angular_momentum(quad, make_state, case):
     """Motors off and gravity cancelled, a tumbling drone feels no torque: its rotational energy
     omega^T I omega / 2 and the size of its angular momentum |R I omega| are constant.
 
-    'throw': rates drawn as `ThrowConfig` draws them, over 2 s. 'spin_kick': the body-rate kick of a
-    propeller strike (QSRL's 10 pi to 20 pi rad/s, `EnvConfig.collision_spin_kick`), over 1 s.
+    'throw': rates drawn as `ThrowConfig` draws them, over 2 s. 'spin_kick': a propeller-strike kick
+    as large as the rate bound allows (20 to 40 rad/s about a random axis), over 1 s.
     """
     n = 64
     gen = torch.Generator().manual_seed(5)
@@ -274,7 +290,7 @@ def test_torque_free_tumble_conserves_energy_and_angular_momentum(quad, make_sta
     else:
         axis = torch.randn(n, 3, generator=gen)
         axis = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
-        omega = axis * (10 * math.pi + 10 * math.pi * torch.rand(n, 1, generator=gen))
+        omega = axis * (20.0 + 20.0 * torch.rand(n, 1, generator=gen))
         steps = 200
     params = nominal_drone_params(quad, n, DT)
     inertia = params.inertia

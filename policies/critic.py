@@ -1,0 +1,45 @@
+"""Critics: they never fly, so they may see more than the actor does.
+
+`SwarmCritic` lets every drone's value attend over the embeddings of all drones of its swarm, which
+gives it the global picture (who is about to collide with whom beyond the K nearest, how far the whole
+swarm is from its formation) that makes advantages less noisy. `LocalCritic` sees only the drone's own
+observation, like the actor (quad-swarm-rl's choice).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nanoswarm.policies.config import PolicyConfig
+from nanoswarm.policies.layers import Attention, mlp
+
+
+class LocalCritic(nn.Module):
+    def __init__(self, obs_size: int, config: PolicyConfig):
+        super().__init__()
+        h = config.critic_hidden
+        self.net = mlp([obs_size, h, h, 1], config.activation, last_activation=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (E, M, obs) normalised -> values (E, M)."""
+        return self.net(obs).squeeze(-1)
+
+
+class SwarmCritic(nn.Module):
+    def __init__(self, obs_size: int, config: PolicyConfig):
+        super().__init__()
+        h = config.critic_hidden
+        self.encoder = mlp([obs_size, h, h], config.activation)
+        self.attention = Attention(h)
+        self.head = mlp([2 * h, h, 1], config.activation, last_activation=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (E, M, obs) normalised, all drones of each swarm -> values (E, M)."""
+        mine = self.encoder(obs)
+        swarm = self.attention(mine, mine)
+        return self.head(torch.cat((mine, swarm), dim=-1)).squeeze(-1)
+
+
+def make_critic(obs_size: int, config: PolicyConfig) -> nn.Module:
+    return SwarmCritic(obs_size, config) if config.critic == "swarm_attention" else LocalCritic(obs_size, config)

@@ -1,0 +1,65 @@
+"""The swarm policy: observation normalisation, the decentralized actor and the critic, in one module.
+
+What a checkpoint holds and an export reads. Observations come in as (E, M, obs), environments by
+drones; the actor treats every drone alone (parameters shared across drones), the critic sees the swarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from nanoswarm.policies.actors import make_actor
+from nanoswarm.policies.config import PolicyConfig
+from nanoswarm.policies.critic import make_critic
+from nanoswarm.policies.normalization import RunningNorm
+from nanoswarm.sim.observation import ObservationLayout
+
+
+@dataclass
+class ActionSample:
+    action: torch.Tensor     # (E, M, 4) raw Gaussian sample; the environment clamps it to [-1, 1]
+    log_prob: torch.Tensor   # (E, M)
+    value: torch.Tensor      # (E, M)
+
+
+class SwarmPolicy(nn.Module):
+    def __init__(self, layout: ObservationLayout, config: PolicyConfig, hover_action: float = 0.0):
+        super().__init__()
+        config.validate()
+        self.layout = layout
+        self.config = config
+        self.obs_norm = RunningNorm(layout.size)
+        self.actor = make_actor(layout, config, hover_action)
+        self.critic = make_critic(layout.size, config)
+
+    def _flat_mean(self, normed: torch.Tensor) -> torch.Tensor:
+        e, m, _ = normed.shape
+        return self.actor(normed.reshape(e * m, -1)).reshape(e, m, -1)
+
+    def distribution(self, normed: torch.Tensor) -> Normal:
+        std = self.actor.log_std.clamp_min(self.config.min_log_std).exp()
+        return Normal(self._flat_mean(normed), std)
+
+    def act(self, obs: torch.Tensor) -> ActionSample:
+        """Sample actions for raw observations (E, M, obs), with their log-probabilities and values."""
+        normed = self.obs_norm(obs)
+        dist = self.distribution(normed)
+        action = dist.sample()
+        return ActionSample(action, dist.log_prob(action).sum(-1), self.critic(normed))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_norm(obs))
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probability, entropy and value of taken actions (what the PPO loss needs)."""
+        normed = self.obs_norm(obs)
+        dist = self.distribution(normed)
+        return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.critic(normed)
+
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action flown at evaluation and on board: the mean, clamped to [-1, 1] as the motors are."""
+        return self._flat_mean(self.obs_norm(obs)).clamp(-1.0, 1.0)

@@ -1,0 +1,75 @@
+"""The PPO update: clipped policy and value losses, entropy bonus, gradient clipping, minibatch epochs.
+
+One readable function over a flattened rollout. Minibatches are drawn over (step, environment) rows so
+each row keeps its whole swarm together, which the swarm-attention critic needs; the actor's
+parameters are shared by every drone, so a row contributes M samples to the actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nanoswarm.policies import SwarmPolicy
+from nanoswarm.training.config import PPOConfig
+
+
+@dataclass
+class Batch:
+    """Rollout rows flattened to N = T x E, each (N, M, ...)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return self.obs.shape[0]
+
+
+def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig,
+               generator: torch.Generator | None = None) -> dict[str, float]:
+    """Run `cfg.epochs` passes of `cfg.minibatches` minibatches; return mean losses and diagnostics."""
+    sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+    updates = 0
+    size = batch.rows // cfg.minibatches
+    for _ in range(cfg.epochs):
+        order = torch.randperm(batch.rows, generator=generator, device=batch.obs.device)
+        for k in range(cfg.minibatches):
+            rows = order[k * size:(k + 1) * size]
+            log_prob, entropy, value = policy.evaluate(batch.obs[rows], batch.actions[rows])
+            adv = batch.advantages[rows]
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            log_ratio = log_prob - batch.log_probs[rows]
+            ratio = log_ratio.exp()
+            policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+
+            old_value, target = batch.values[rows], batch.returns[rows]
+            value_loss = (value - target).square()
+            if cfg.value_clip > 0:
+                clipped = old_value + (value - old_value).clamp(-cfg.value_clip, cfg.value_clip)
+                value_loss = torch.max(value_loss, (clipped - target).square())
+            value_loss = 0.5 * value_loss.mean()
+            entropy_mean = entropy.mean()
+
+            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy * entropy_mean
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+
+            with torch.no_grad():
+                sums["policy_loss"] += float(policy_loss)
+                sums["value_loss"] += float(value_loss)
+                sums["entropy"] += float(entropy_mean)
+                sums["approx_kl"] += float(((ratio - 1) - log_ratio).mean())
+                sums["clip_fraction"] += float(((ratio - 1).abs() > cfg.clip).float().mean())
+            updates += 1
+    out = {k: v / updates for k, v in sums.items()}
+    residual = (batch.returns - batch.values).var()
+    out["explained_variance"] = float(1 - residual / batch.returns.var().clamp_min(1e-8))
+    return out

@@ -1,0 +1,300 @@
+"""The training loop: collect a rollout from every environment at once, update with PPO, repeat.
+
+Also everything around it that a long run needs: curriculum (penalty annealing, obstacle density),
+collision replay, periodic evaluation (time to competence), atomic checkpoints, resume after Ctrl-C, a
+kill or a crash, and a clear stop when a rollout produces NaN or Inf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nanoswarm.config import to_mapping
+from nanoswarm.policies import SwarmPolicy
+from nanoswarm.policies.normalization import RunningNorm
+from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
+from nanoswarm.sim.env import SwarmEnv
+from nanoswarm.sim.params import load_params, nominal_drone_params
+from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_payload, read_checkpoint,
+                                           save_checkpoint)
+from nanoswarm.training.config import TrainConfig
+from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
+from nanoswarm.training.ppo import Batch, ppo_update
+from nanoswarm.training.replay import CollisionReplay
+from nanoswarm.training.rollout import Rollout, generalized_advantages
+from nanoswarm.training.runlog import RunLog
+
+CHECKPOINT = "checkpoint.pt"   # everything needed to resume
+FINAL = "policy.pt"            # the trained policy alone (what eval, export and the repository keep)
+METRIC_WINDOW = 20             # updates over which training-episode metrics are averaged for display
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the run stopped early and saved a checkpoint to resume from."""
+
+
+def hover_action(params_name: str) -> float:
+    """The motor command that holds a nominal drone in hover: the head's initial output."""
+    params = nominal_drone_params(load_params(params_name), 1, 0.005)
+    return float(action_for_thrust(hover_thrust(params), params).mean())
+
+
+def learning_rate(cfg: TrainConfig, agent_steps: int) -> float:
+    p = cfg.ppo
+    frac = min(1.0, agent_steps / cfg.total_steps)
+    if p.lr_schedule == "linear":
+        scale = 1.0 - (1.0 - p.lr_final_fraction) * frac
+    elif p.lr_schedule == "cosine":
+        scale = p.lr_final_fraction + (1.0 - p.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    else:
+        scale = 1.0
+    return p.learning_rate * scale
+
+
+def scheduled_density(cfg: TrainConfig, agent_steps: int) -> float:
+    density = cfg.env.obstacle_density
+    for at, value in cfg.curriculum.obstacle_density:
+        if agent_steps >= at:
+            density = value
+    return density
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out: Path | None = None, resume: bool = False):
+        config.validate()
+        self.config = config
+        self.out = out
+        torch.manual_seed(config.seed)
+        self.env = SwarmEnv(dataclasses.replace(config.env, seed=config.seed), compile=config.compile)
+        self.policy = SwarmPolicy(self.env.layout, config.policy, hover_action(config.env.params)).to(self.env.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
+        self.return_norm = RunningNorm(1).to(self.env.device)
+        self.generator = torch.Generator(device=self.env.device)
+        self.generator.manual_seed(config.seed)
+        self.replay = CollisionReplay(self.env, config.replay, self.generator) if config.replay.enabled else None
+        self.agent_steps = 0
+        self.updates = 0
+        self.train_time = 0.0          # wall seconds spent training (not evaluating), summed over resumes
+        self.next_eval = config.eval.every_s
+        self.competence: dict[str, float] | None = None
+        self.last_eval: dict[str, Any] = {}
+        self.recent: deque[dict[str, float]] = deque(maxlen=METRIC_WINDOW)
+        if resume:
+            self._resume()
+        elif config.init_from:
+            self._init_from(config.init_from)
+        self.env.reset(config.seed + self.updates)
+        e, m = self.env.num_envs, self.env.drones
+        self.returns = torch.zeros(e, m, device=self.env.device)
+        self.rollout = Rollout.empty(config.ppo.rollout_steps, e, m, self.env.obs_size, self.env.device)
+
+    # --------------------------------------------------------------------------------- persistence
+    def _init_from(self, path: str) -> None:
+        source, data = load_policy(path, expected=self.env.layout)
+        if to_mapping(source.config) != to_mapping(self.config.policy):
+            raise CheckpointError(f"init_from '{path}' has policy {to_mapping(source.config)}, this config asks "
+                                  f"for {to_mapping(self.config.policy)}; make the policy sections match")
+        self.policy.load_state_dict(source.state_dict())
+
+    def _resume(self) -> None:
+        assert self.out is not None
+        data = read_checkpoint(self.out / CHECKPOINT)
+        if comparable(data["config"]) != comparable(to_mapping(self.config)):
+            raise CheckpointError(f"{self.out / CHECKPOINT} was written by a run with another config; resume "
+                                  "with the config in its folder (config.yaml) or start a new --out")
+        load_policy(self.out / CHECKPOINT, expected=self.env.layout)  # layout and schema checks
+        self.policy.load_state_dict(data["policy"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.return_norm.load_state_dict(data["return_norm"])
+        t = data["trainer"]
+        self.agent_steps, self.updates, self.train_time = t["agent_steps"], t["updates"], t["train_time"]
+        self.next_eval, self.competence = t["next_eval"], t["competence"]
+        torch.set_rng_state(t["torch_rng"])
+        self.generator.set_state(t["generator"])
+
+    def payload(self) -> dict[str, Any]:
+        return {**policy_payload(self.policy, hover_action(self.config.env.params)),
+                "config": to_mapping(self.config), "agent_steps": self.agent_steps, "train_time_s": self.train_time,
+                "eval": self.last_eval, "competence": self.competence}
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        save_checkpoint(self.out / CHECKPOINT, {
+            **self.payload(), "optimizer": self.optimizer.state_dict(), "return_norm": self.return_norm.state_dict(),
+            "trainer": {"agent_steps": self.agent_steps, "updates": self.updates, "train_time": self.train_time,
+                        "next_eval": self.next_eval, "competence": self.competence,
+                        "torch_rng": torch.get_rng_state(), "generator": self.generator.get_state()}})
+
+    # ------------------------------------------------------------------------------------ rollout
+    def collect(self) -> dict[str, float]:
+        """Fill the rollout buffer; return the mean metrics of the episodes that ended in it."""
+        cfg, env, buf = self.config, self.env, self.rollout
+        gamma = cfg.ppo.gamma
+        reward_scale = float(self.return_norm.scale()) if cfg.ppo.normalize_rewards else 1.0
+        obs = env.observation
+        assert obs is not None
+        finished: list[dict[str, torch.Tensor]] = []
+        reward_sum = torch.zeros((), device=env.device)
+        for t in range(cfg.ppo.rollout_steps):
+            with torch.no_grad():
+                sample = self.policy.act(obs)
+            try:
+                result = env.step(sample.action)
+            except FloatingPointError as err:
+                raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
+                                         f"{self.agent_steps:,}: {err}") from None
+            reward = result.reward
+            reward_sum += reward.mean()
+            self.returns = self.returns * gamma + reward
+            self.return_norm.update(self.returns.reshape(-1, 1))
+            scaled = reward * reward_scale
+            done = result.done
+            if "done_envs" in result.info:
+                rows = result.info["done_envs"]
+                with torch.no_grad():
+                    scaled[rows] += gamma * self.policy.value(result.info["final_observation"])
+                self.returns[rows] = 0.0
+                kept = ~self.replay.replayed[rows] if self.replay is not None else slice(None)
+                finished.append({k: v[kept] for k, v in result.info["episode"].items()})
+            buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = obs, sample.action, sample.log_prob, sample.value
+            buf.rewards[t], buf.dones[t] = scaled, done.float()
+            if self.replay is not None:
+                self.replay.after_step(result)
+            obs = env.observation
+        metrics = {"reward": float(reward_sum) / cfg.ppo.rollout_steps}
+        if finished:
+            merged = {k: torch.cat([f[k] for f in finished]) for k in finished[0]}
+            if merged["success_rate"].numel():
+                metrics.update({f"train/{k}": float(v.mean()) for k, v in merged.items()})
+                metrics["train/episodes"] = float(merged["success_rate"].numel())
+        return metrics
+
+    def update(self) -> dict[str, float]:
+        cfg, buf = self.config, self.rollout
+        with torch.no_grad():
+            last_value = self.policy.value(self.env.observation)
+        advantages, returns = generalized_advantages(buf.rewards, buf.values, buf.dones, last_value,
+                                                     cfg.ppo.gamma, cfg.ppo.gae_lambda)
+        rows = buf.obs.shape[0] * buf.obs.shape[1]
+        batch = Batch(obs=buf.obs.reshape(rows, *buf.obs.shape[2:]),
+                      actions=buf.actions.reshape(rows, *buf.actions.shape[2:]),
+                      log_probs=buf.log_probs.reshape(rows, -1), values=buf.values.reshape(rows, -1),
+                      advantages=advantages.reshape(rows, -1), returns=returns.reshape(rows, -1))
+        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator)
+        for name, p in self.policy.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
+                                         f"{self.agent_steps:,}: parameter '{name}' became NaN or Inf; lower "
+                                         "ppo.learning_rate or ppo.max_grad_norm and resume from the last checkpoint")
+        # Normalisation moves only after the update, so the update saw the statistics the rollout used.
+        self.policy.obs_norm.update(buf.obs)
+        stats["std"] = float(self.policy.actor.log_std.detach().exp().mean())
+        return stats
+
+    # -------------------------------------------------------------------------------- curriculum
+    def apply_curriculum(self) -> None:
+        cfg = self.config
+        anneal = cfg.curriculum.penalty_anneal_steps
+        self.env.set_penalty_scale(min(1.0, self.agent_steps / anneal) if anneal > 0 else 1.0)
+        self.env.config.obstacle_density = scheduled_density(cfg, self.agent_steps)
+        if self.replay is not None and self.recent:
+            air = [r["train/time_in_air"] for r in self.recent if "train/time_in_air" in r]
+            self.replay.active = bool(air) and sum(air) / len(air) >= cfg.replay.min_time_in_air
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, self.agent_steps)
+
+    def evaluate(self) -> dict[str, Any]:
+        cfg = self.config
+        env_cfg = dataclasses.replace(cfg.env, obstacle_density=scheduled_density(cfg, self.agent_steps))
+        metrics = evaluate_policy(self.policy, env_cfg, cfg.eval.episodes, seed=10_000 + cfg.seed, record=0).metrics
+        self.policy.train()
+        self.last_eval = {k: metrics[k] for k in HEADLINE}
+        if (self.competence is None and metrics["success_rate"] >= cfg.eval.success_target
+                and metrics["collision_rate"] <= cfg.eval.collision_target):
+            self.competence = {"train_time_s": self.train_time, "agent_steps": float(self.agent_steps),
+                               **self.last_eval}
+        return {f"eval/{k}": v for k, v in self.last_eval.items()}
+
+    # --------------------------------------------------------------------------------------- run
+    def run(self, log: RunLog) -> None:
+        """Train until `total_steps`; on Ctrl-C or SIGTERM save a checkpoint and raise TrainingInterrupted."""
+        cfg = self.config
+        steps_per_update = cfg.ppo.rollout_steps * self.env.num_envs * self.env.drones
+        last_save = time.monotonic()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            while self.agent_steps < cfg.total_steps:
+                started = time.perf_counter()
+                self.apply_curriculum()
+                record = self.collect()
+                collected = time.perf_counter()
+                record.update(self.update())
+                self.agent_steps += steps_per_update
+                self.updates += 1
+                elapsed = time.perf_counter() - started
+                self.train_time += elapsed
+                record.update(agent_steps_per_s=steps_per_update / elapsed,
+                              rollout_fraction=(collected - started) / elapsed, train_time_s=self.train_time,
+                              penalty_scale=float(self.env.penalty_scale), lr=self.optimizer.param_groups[0]["lr"],
+                              replay_size=float(self.replay.size) if self.replay is not None else 0.0)
+                if any(k.startswith("train/") for k in record):
+                    self.recent.append({k: v for k, v in record.items() if k.startswith("train/")})
+                    record.update(window_means(self.recent))
+                if cfg.eval.every_s > 0 and self.train_time >= self.next_eval:
+                    record.update(self.evaluate())
+                    self.next_eval = self.train_time + cfg.eval.every_s
+                log.update(self.agent_steps, record)
+                if time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                    self.save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self.save()
+            raise TrainingInterrupted(f"interrupted at agent step {self.agent_steps:,}; checkpoint saved, "
+                                      "continue with --resume") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if cfg.eval.every_s > 0:
+            log.update(self.agent_steps, self.evaluate())
+        self.save()
+        if self.out is not None:
+            save_checkpoint(self.out / FINAL, self.payload())
+
+
+def window_means(recent: deque[dict[str, float]]) -> dict[str, float]:
+    """Episode metrics averaged over the last updates, weighted by their episode counts."""
+    total = sum(r.get("train/episodes", 0.0) for r in recent)
+    keys = {k for r in recent for k in r if k != "train/episodes"}
+    return {k: sum(r.get(k, 0.0) * r.get("train/episodes", 0.0) for r in recent) / total for k in keys} if total else {}
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config without what may change between resumes (the step cap and the device)."""
+    env = {k: v for k, v in config["env"].items() if k != "device"}
+    return {**{k: v for k, v in config.items() if k != "total_steps"}, "env": env}
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def train(config: TrainConfig, out: Path, resume: bool = False) -> Trainer:
+    """Run (or resume) training into `out`: config.yaml, metrics.jsonl, tb/, checkpoint.pt, policy.pt."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resume and not (out / CHECKPOINT).is_file():
+        raise CheckpointError(f"nothing to resume in '{out}' (no {CHECKPOINT}); drop --resume to start fresh")
+    if not resume:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
+    trainer = Trainer(config, out, resume=resume)
+    with RunLog(out, config.total_steps, trainer.agent_steps, purge_step=trainer.agent_steps if resume else None) as log:
+        trainer.run(log)
+    return trainer
