@@ -171,6 +171,19 @@ class SwarmEnv:
         self.observation = obs
         return obs
 
+    def stagger(self, generator: torch.Generator) -> None:
+        """Advance every episode's clock by a random number of steps, so episodes end at different times.
+
+        Environments reset together stay in lockstep forever (fixed episode length), and a training
+        batch then holds only one phase of flight (all take-offs, later all hovering); staggering the
+        first episodes' ends spreads the phases evenly. Those first episodes are shorter than usual.
+        """
+        assert self.state is not None, "call reset() before stagger()"
+        offsets = torch.randint(self.config.episode_steps, (self.num_envs,), generator=generator,
+                                device=generator.device)
+        self.state.steps += offsets.to(self.device)
+        self.state.next_goal_change += offsets.to(self.device)
+
     def _start_episodes(self, n: int) -> tuple[SwarmState, torch.Tensor]:
         """n new episodes drawn now, and their first observations."""
         state = self._initial_state(self.scenario.start(n))

@@ -93,6 +93,7 @@ class Trainer:
         elif config.init_from:
             self._init_from(config.init_from)
         self.env.reset(config.seed + self.updates)
+        self.env.stagger(self.generator)
         e, m = self.env.num_envs, self.env.drones
         self.returns = torch.zeros(e, m, device=self.env.device)
         self.rollout = Rollout.empty(config.ppo.rollout_steps, e, m, self.env.obs_size, self.env.device)
@@ -148,6 +149,7 @@ class Trainer:
         for t in range(cfg.ppo.rollout_steps):
             with torch.no_grad():
                 sample = self.policy.act(obs)
+            buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = obs, sample.action, sample.log_prob, sample.value
             try:
                 result = env.step(sample.action)
             except FloatingPointError as err:
@@ -166,7 +168,6 @@ class Trainer:
                 self.returns[rows] = 0.0
                 kept = ~self.replay.replayed[rows] if self.replay is not None else slice(None)
                 finished.append({k: v[kept] for k, v in result.info["episode"].items()})
-            buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = obs, sample.action, sample.log_prob, sample.value
             buf.rewards[t], buf.dones[t] = scaled, done.float()
             if self.replay is not None:
                 self.replay.after_step(result)

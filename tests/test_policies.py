@@ -1,0 +1,123 @@
+"""Policies: permutation invariance where promised, hover at initialisation, a critic that sees the
+swarm, and normalisation statistics that match numpy's and travel with the weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nanoswarm.policies import PolicyConfig, SwarmPolicy, count_parameters
+from nanoswarm.policies.normalization import RunningNorm
+from nanoswarm.sim.observation import ObservationLayout
+
+LAYOUT = ObservationLayout(num_neighbors=4)
+
+
+def permuted_neighbors(obs: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """The same observations with the neighbour slots reordered."""
+    sl = LAYOUT.slices["neighbors"]
+    block = obs[..., sl].reshape(*obs.shape[:-1], LAYOUT.num_neighbors, LAYOUT.neighbor_size)
+    out = obs.clone()
+    out[..., sl] = block[..., order, :].reshape(*obs.shape[:-1], -1)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["attention", "deepsets"])
+def test_actor_ignores_the_order_of_neighbours(kind):
+    torch.manual_seed(0)
+    policy = SwarmPolicy(LAYOUT, PolicyConfig(actor=kind))
+    obs = torch.randn(5, 3, LAYOUT.size)
+    a = policy.deterministic_action(obs)
+    b = policy.deterministic_action(permuted_neighbors(obs, [2, 0, 3, 1]))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["attention", "deepsets", "mlp"])
+def test_actor_reacts_to_its_neighbours_and_obstacles(kind):
+    """Every block of the observation reaches the action (no input silently dropped)."""
+    torch.manual_seed(1)
+    policy = SwarmPolicy(LAYOUT, PolicyConfig(actor=kind))
+    for p in policy.actor.mean.parameters():   # undo the near-constant initial head
+        torch.nn.init.normal_(p, std=0.5)
+    obs = torch.randn(4, 2, LAYOUT.size)
+    base = policy.deterministic_action(obs)
+    for block in ("self", "neighbors", "obstacles"):
+        moved = obs.clone()
+        moved[..., LAYOUT.slices[block]] += 1.0
+        assert (policy.deterministic_action(moved) - base).abs().max() > 1e-4, block
+
+
+@pytest.mark.parametrize("kind", ["attention", "deepsets", "mlp"])
+def test_initial_policy_commands_hover_thrust_everywhere(kind):
+    policy = SwarmPolicy(LAYOUT, PolicyConfig(actor=kind), hover_action=-0.2)
+    action = policy.deterministic_action(torch.randn(8, 3, LAYOUT.size))
+    assert float((action.detach() + 0.2).abs().max()) < 0.05
+
+
+def test_lone_drone_layout_builds_and_acts():
+    policy = SwarmPolicy(ObservationLayout(num_neighbors=0), PolicyConfig())
+    sample = policy.act(torch.randn(6, 1, ObservationLayout(0).size))
+    assert sample.action.shape == (6, 1, 4) and sample.value.shape == (6, 1)
+    assert bool(torch.isfinite(sample.log_prob).all())
+
+
+def test_swarm_critic_sees_drones_the_actor_does_not():
+    """Changing drone 3's observation changes drone 0's value with the swarm critic, not with the local one."""
+    torch.manual_seed(2)
+    obs = torch.randn(2, 5, LAYOUT.size)
+    other = obs.clone()
+    other[:, 3] += 2.0
+    swarm = SwarmPolicy(LAYOUT, PolicyConfig(critic="swarm_attention"))
+    local = SwarmPolicy(LAYOUT, PolicyConfig(critic="local"))
+    assert (swarm.value(obs)[:, 0] - swarm.value(other)[:, 0]).abs().max() > 1e-5
+    assert torch.equal(local.value(obs)[:, 0], local.value(other)[:, 0])
+
+
+def test_log_prob_matches_the_gaussian_density():
+    torch.manual_seed(3)
+    policy = SwarmPolicy(LAYOUT, PolicyConfig())
+    obs = torch.randn(3, 2, LAYOUT.size)
+    sample = policy.act(obs)
+    log_prob, entropy, _ = policy.evaluate(obs, sample.action)
+    mean = policy.actor(policy.obs_norm(obs).reshape(6, -1)).reshape(3, 2, 4)
+    std = policy.actor.log_std.exp()
+    manual = (-0.5 * ((sample.action - mean) / std) ** 2 - torch.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    assert torch.allclose(log_prob, manual, atol=1e-5)
+    assert torch.allclose(sample.log_prob, manual, atol=1e-5)
+    assert torch.allclose(entropy, (0.5 + 0.5 * np.log(2 * np.pi) + torch.log(std)).sum().expand(3, 2))
+
+
+def test_attention_actor_is_smaller_than_the_critic_and_sized_by_config():
+    small = SwarmPolicy(LAYOUT, PolicyConfig(hidden=16, head=(32,)))
+    big = SwarmPolicy(LAYOUT, PolicyConfig(hidden=64, head=(128, 128)))
+    assert count_parameters(small.actor) < count_parameters(big.actor)
+
+
+def test_running_norm_matches_numpy_over_many_batches():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(1000, 5)) * np.array([1, 10, 0.1, 1, 5])
+    norm = RunningNorm(5)
+    for chunk in np.array_split(data, 7):
+        norm.update(torch.tensor(chunk, dtype=torch.float32))
+    assert np.allclose(norm.mean.numpy(), data.mean(0), rtol=1e-4)
+    assert np.allclose(norm.var.numpy(), data.var(0), rtol=1e-3)
+    normed = norm(torch.tensor(data, dtype=torch.float32)).numpy()
+    assert np.allclose(normed.mean(0), 0.0, atol=1e-3) and np.allclose(normed.std(0), 1.0, atol=1e-3)
+
+
+def test_normalisation_state_travels_in_the_state_dict():
+    policy = SwarmPolicy(LAYOUT, PolicyConfig())
+    policy.obs_norm.update(torch.randn(100, LAYOUT.size) * 4 + 1)
+    copy = SwarmPolicy(LAYOUT, PolicyConfig())
+    copy.load_state_dict(policy.state_dict())
+    obs = torch.randn(2, 3, LAYOUT.size)
+    assert torch.equal(policy.deterministic_action(obs), copy.deterministic_action(obs))
+    assert float(copy.obs_norm.count) == 100
+
+
+def test_constant_feature_is_not_blown_up_when_it_starts_to_vary():
+    norm = RunningNorm(1)
+    norm.update(torch.full((50, 1), 0.5))
+    assert float(norm(torch.tensor([[0.6]]))) == pytest.approx(10.0)   # clipped, not 1e7
+    assert float(norm(torch.tensor([[0.5001]]))) == pytest.approx(0.01, rel=1e-3)

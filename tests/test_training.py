@@ -1,0 +1,234 @@
+"""Training: GAE against its definition, a PPO step that moves the policy the right way, checkpoints
+that are atomic and refuse what does not fit, runs that resume, and rollouts that stop on NaN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nanoswarm.cli import main
+from nanoswarm.config import from_mapping
+from nanoswarm.policies import PolicyConfig, SwarmPolicy
+from nanoswarm.sim.config import EnvConfig, NoiseConfig
+from nanoswarm.sim.observation import ObservationLayout
+from nanoswarm.training import checkpoint as ckpt
+from nanoswarm.training.config import (EvalConfig, PPOConfig, ReplayConfig, TrainConfig, available_train_configs,
+                                       load_train_config)
+from nanoswarm.training.ppo import Batch, ppo_update
+from nanoswarm.training.rollout import generalized_advantages
+from nanoswarm.training.train import CHECKPOINT, FINAL, Trainer, TrainingInterrupted, train
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """A run small enough for a unit test: 4 swarms of 3 drones, 2-second episodes, eager simulator."""
+    env = EnvConfig(num_envs=4, drones_per_swarm=3, num_neighbors=2, scenario="mix", episode_s=0.3,
+                    noise=NoiseConfig.off(), seed=3)
+    config = TrainConfig(env=env, policy=PolicyConfig(hidden=8, head=(16,), critic_hidden=8),
+                         ppo=PPOConfig(rollout_steps=8, epochs=1, minibatches=2),
+                         eval=EvalConfig(every_s=0), replay=ReplayConfig(enabled=False),
+                         total_steps=4 * 3 * 8 * 3, checkpoint_every_s=1e9, compile=False, seed=1)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+def reference_gae(rewards, values, dones, last_value, gamma, lam):
+    """GAE written from its definition: discounted sums of TD errors, cut at episode ends."""
+    steps = len(rewards)
+    out = []
+    for t in range(steps):
+        total, discount = 0.0, 1.0
+        for k in range(t, steps):
+            next_value = last_value if k == steps - 1 else values[k + 1]
+            delta = rewards[k] + gamma * next_value * (1 - dones[k]) - values[k]
+            total += discount * delta
+            if dones[k]:
+                break
+            discount *= gamma * lam
+        out.append(total)
+    return out
+
+
+def test_gae_matches_its_definition_across_episode_ends():
+    gen = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(7, 2, 3, generator=gen), torch.randn(7, 2, 3, generator=gen)
+    dones = torch.zeros(7, 2)
+    dones[2, 0] = dones[5, 1] = 1.0
+    last = torch.randn(2, 3, generator=gen)
+    adv, ret = generalized_advantages(rewards, values, dones, last, gamma=0.9, lam=0.8)
+    for e in range(2):
+        for m in range(3):
+            expected = reference_gae(rewards[:, e, m].tolist(), values[:, e, m].tolist(), dones[:, e].tolist(),
+                                     float(last[e, m]), 0.9, 0.8)
+            assert torch.allclose(adv[:, e, m], torch.tensor(expected), atol=1e-5)
+    assert torch.allclose(ret, adv + values)
+
+
+def test_ppo_update_raises_the_probability_of_advantageous_actions():
+    torch.manual_seed(0)
+    layout = ObservationLayout(num_neighbors=2)
+    policy = SwarmPolicy(layout, PolicyConfig(hidden=8, head=(16,)))
+    obs = torch.randn(64, 3, layout.size)
+    with torch.no_grad():
+        sample = policy.act(obs)
+    advantages = torch.where(sample.action[..., 0] > policy.actor.mean.bias[0], 1.0, -1.0)
+    batch = Batch(obs=obs, actions=sample.action, log_probs=sample.log_prob, values=sample.value,
+                  advantages=advantages, returns=sample.value + advantages)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    stats = ppo_update(policy, optimizer, batch, PPOConfig(epochs=4, minibatches=2))
+    with torch.no_grad():
+        new_log_prob, _, _ = policy.evaluate(obs, sample.action)
+    gain = new_log_prob - sample.log_prob
+    assert float(gain[advantages > 0].mean()) > 0 > float(gain[advantages < 0].mean())
+    assert stats["approx_kl"] >= 0 and 0 <= stats["clip_fraction"] <= 1
+
+
+def test_ready_made_configs_load_and_validate():
+    assert {"single", "swarm8", "swarm8_obstacles", "swarm32"} <= set(available_train_configs())
+    for name in available_train_configs():
+        load_train_config(name).validate()
+
+
+def test_unknown_config_name_lists_the_ready_made_ones():
+    with pytest.raises(Exception, match="swarm8"):
+        load_train_config("swarm9")
+
+
+def test_train_writes_config_metrics_tensorboard_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    trainer = train(tiny_config(), out)
+    assert trainer.agent_steps == tiny_config().total_steps
+    for name in ("config.yaml", "metrics.jsonl", CHECKPOINT, FINAL):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["agent_steps"] for r in records] == [96, 192, 288]
+    assert all(r["agent_steps_per_s"] > 0 for r in records)
+    assert any("train/success_rate" in r for r in records)   # 0.3 s episodes end inside the run
+    policy, data = ckpt.load_policy(out / FINAL)
+    assert data["agent_steps"] == 288
+
+
+def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_policy_shape(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(total_steps=96), out)
+    resumed = train(tiny_config(total_steps=288), out, resume=True)
+    assert resumed.agent_steps == 288
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["agent_steps"] for r in records] == [96, 192, 288]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(total_steps=96), out)
+    changed = tiny_config()
+    changed.ppo.learning_rate = 1e-2
+    with pytest.raises(ckpt.CheckpointError, match="another config"):
+        train(changed, out, resume=True)
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    original = Trainer.update
+
+    def update_then_interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "update", update_then_interrupt)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(tiny_config(), out)
+    _, data = ckpt.load_policy(out / CHECKPOINT)
+    assert data["agent_steps"] == 96          # the finished update is kept, the interrupted one is redone
+    monkeypatch.setattr(Trainer, "update", original)
+    assert train(tiny_config(), out, resume=True).agent_steps == 288
+
+
+def test_nan_in_a_rollout_stops_training_naming_step_and_drone(tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config())
+    original = trainer.policy.act
+
+    def act_with_nan(obs):
+        sample = original(obs)
+        sample.action[2, 1, 0] = float("nan")
+        return sample
+
+    monkeypatch.setattr(trainer.policy, "act", act_with_nan)
+    with pytest.raises(FloatingPointError, match=r"update 0, agent step 0: the action of environment 2, drone 1"):
+        trainer.collect()
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    ckpt.save_checkpoint(path, {"value": 1})
+
+    def failing_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(path, {"value": 2})
+    assert ckpt.read_checkpoint(path)["value"] == 1
+    assert list(tmp_path.iterdir()) == [path]      # no temporary file left behind
+
+
+def test_corrupt_checkpoint_is_refused_with_advice(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"\x80\x02 not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        ckpt.read_checkpoint(path)
+
+
+def test_checkpoint_from_another_layout_or_schema_is_refused(tmp_path):
+    policy = SwarmPolicy(ObservationLayout(num_neighbors=2), PolicyConfig(hidden=8, head=(16,)))
+    path = tmp_path / "p.pt"
+    ckpt.save_checkpoint(path, ckpt.policy_payload(policy, 0.0))
+    with pytest.raises(ckpt.CheckpointError, match="num_neighbors: checkpoint 2, here 6"):
+        ckpt.load_policy(path, expected=ObservationLayout(num_neighbors=6))
+    data = torch.load(path, weights_only=True)
+    data["layout"]["schema_version"] = 0
+    torch.save(data, path)
+    with pytest.raises(ckpt.CheckpointError, match="schema_version: checkpoint 0, here 1"):
+        ckpt.load_policy(path)
+    data["schema"] = 99
+    torch.save(data, path)
+    with pytest.raises(ckpt.CheckpointError, match="schema 99"):
+        ckpt.read_checkpoint(path)
+
+
+def test_eval_cli_reports_the_anchor_metrics_and_plots(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(total_steps=96), out)
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(out / FINAL), "--scenario", "swap_goals", "--episodes", "3",
+                 "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    for key in ("success_rate", "collision_rate", "collisions_per_drone_minute", "final_distance_m"):
+        assert 0.0 <= metrics[key] < float("inf"), key
+    assert metrics["episodes"] == 3 and metrics["scenario"] == "swap_goals"
+    png = report.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_eval_of_a_broken_checkpoint_is_one_line(tmp_path, capsys):
+    path = tmp_path / "x.pt"
+    path.write_text("nonsense")
+    assert main(["eval", str(path), "--episodes", "1"]) == 2
+    assert "corrupt" in capsys.readouterr().out
+
+
+def test_eval_env_config_keeps_training_settings_and_applies_overrides():
+    from nanoswarm.config import to_mapping
+    from nanoswarm.training.evaluate import eval_env_config
+    data = {"config": to_mapping(tiny_config())}
+    env = eval_env_config(data, scenario="obstacles", drones=5)
+    assert env.scenario == "obstacles" and env.obstacle_density == 0.2 and env.drones_per_swarm == 5
+    assert env.episode_s == tiny_config().env.episode_s
+    assert from_mapping(EnvConfig, data["config"]["env"]).scenario == "mix"
