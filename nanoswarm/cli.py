@@ -54,6 +54,24 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from nanoswarm.training.bench import bench_train
+    from nanoswarm.training.config import load_train_config
+
+    config = load_train_config(args.config)
+    if args.envs is not None:
+        config.env.num_envs = args.envs
+    if args.device is not None:
+        config.env.device = args.device
+    config.compile = not args.no_compile
+    config.seed = args.seed
+    result = bench_train(config, Path(args.config).stem, updates=args.updates, repeats=args.repeats)
+    rows = dataclasses.asdict(result)
+    console.print(_table("nanoswarm bench train", {k: v for k, v in rows.items() if k != "agent_steps_per_s_all"}))
+    _write_json(args.json, rows)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nanoswarm.sim.demo import run_demo
 
@@ -147,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--profile", action="store_true", help="print where the time of a step goes instead")
     sim.add_argument("--json", help="also write the result to this JSON file")
     sim.set_defaults(run=cmd_bench_sim)
+    tr = targets.add_parser("train", help="end-to-end training agent-steps/s (rollout and PPO update)")
+    tr.add_argument("--config", default="swarm8", help="ready-made config name or YAML path")
+    tr.add_argument("--envs", type=int, help="environments (default: the config's)")
+    tr.add_argument("--device", help="cpu or cuda")
+    tr.add_argument("--updates", type=int, default=3, help="PPO updates per repeat")
+    tr.add_argument("--repeats", type=int, default=3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--no-compile", action="store_true", help="eager simulator step")
+    tr.add_argument("--json", help="also write the result to this JSON file")
+    tr.set_defaults(run=cmd_bench_train)
     return parser
 
 

@@ -42,7 +42,7 @@ class SimBenchResult:
     machine: str
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
@@ -68,8 +68,7 @@ def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bo
     device = env.device
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     actions = torch.rand((8, env.num_envs, env.drones, 4), generator=gen, device=device) * 2 - 1
-    assert env.state is not None
-    env.state.steps.copy_(torch.randint(0, config.episode_steps, (env.num_envs,), generator=gen, device=device))
+    env.stagger(gen)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -90,7 +89,7 @@ def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bo
         rates.append(steps * env.num_envs * env.drones / (time.perf_counter() - start))
     drones = env.num_envs * env.drones
     return SimBenchResult(
-        device=str(device), device_name=_device_name(device), drones_per_swarm=env.drones,
+        device=str(device), device_name=device_name(device), drones_per_swarm=env.drones,
         num_envs=env.num_envs, obstacle_density=config.obstacle_density, compiled=compile,
         steps_per_repeat=steps, repeats=repeats, agent_steps_per_s=statistics.median(rates),
         agent_steps_per_s_all=rates, compile_s=compile_s, state_bytes_per_drone=_state_bytes(env) / drones,

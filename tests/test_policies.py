@@ -121,3 +121,38 @@ def test_constant_feature_is_not_blown_up_when_it_starts_to_vary():
     norm.update(torch.full((50, 1), 0.5))
     assert float(norm(torch.tensor([[0.6]]))) == pytest.approx(10.0)   # clipped, not 1e7
     assert float(norm(torch.tensor([[0.5001]]))) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_transfer_between_equal_layouts_reproduces_the_policy():
+    from nanoswarm.policies.transfer import transfer_weights
+    torch.manual_seed(4)
+    source = SwarmPolicy(LAYOUT, PolicyConfig())
+    source.obs_norm.update(torch.randn(500, LAYOUT.size) * 3 + 2)
+    target = SwarmPolicy(LAYOUT, PolicyConfig())
+    assert transfer_weights(source, target) == []
+    obs = torch.randn(3, 2, LAYOUT.size)
+    assert torch.allclose(source.deterministic_action(obs), target.deterministic_action(obs))
+
+
+def test_transfer_from_a_lone_drone_keeps_what_it_learned_about_flying():
+    """A K = 0 policy moved to K = 4: self, obstacle and head weights and their normalisation carry over,
+    the neighbour statistics start fresh; with neighbours that contribute nothing the actions agree."""
+    from nanoswarm.policies.transfer import transfer_weights
+    torch.manual_seed(5)
+    lone = ObservationLayout(num_neighbors=0)
+    source = SwarmPolicy(lone, PolicyConfig())
+    source.obs_norm.update(torch.randn(500, lone.size) * 2 + 1)
+    target = SwarmPolicy(LAYOUT, PolicyConfig())
+    left = transfer_weights(source, target)
+    # The actor's weights all fit (they are shared across neighbours); the critic's input layer does not.
+    assert left == ["critic.encoder.0.weight", "obs_norm (neighbour slots beyond the source's)"]
+    assert not any(name.startswith(("actor.self_encoder", "actor.head", "actor.obstacle_encoder")) for name in left)
+    assert torch.equal(target.obs_norm.mean[LAYOUT.slices["self"]], source.obs_norm.mean[lone.slices["self"]])
+    assert torch.equal(target.obs_norm.var[LAYOUT.slices["obstacles"]], source.obs_norm.var[lone.slices["obstacles"]])
+    assert float(target.obs_norm.count) == 500
+    with torch.no_grad():   # silence the neighbour summary: the swarm policy then flies as the lone one did
+        target.actor.neighbor_attention.value.weight.zero_()
+        target.actor.neighbor_attention.value.bias.zero_()
+    obs = torch.randn(4, 1, lone.size)
+    swarm_obs = torch.cat((obs[..., :19], torch.randn(4, 1, LAYOUT.num_neighbors * 6), obs[..., 19:]), dim=-1)
+    assert torch.allclose(source.deterministic_action(obs), target.deterministic_action(swarm_obs), atol=1e-6)

@@ -232,3 +232,24 @@ def test_eval_env_config_keeps_training_settings_and_applies_overrides():
     assert env.scenario == "obstacles" and env.obstacle_density == 0.2 and env.drones_per_swarm == 5
     assert env.episode_s == tiny_config().env.episode_s
     assert from_mapping(EnvConfig, data["config"]["env"]).scenario == "mix"
+
+
+def test_bench_train_reports_the_median_of_its_repeats(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    import yaml
+    from nanoswarm.config import to_mapping
+    config.write_text(yaml.safe_dump(to_mapping(tiny_config())))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "train", "--config", str(config), "--updates", "1", "--repeats", "3", "--no-compile",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert sorted(result["agent_steps_per_s_all"])[1] == result["agent_steps_per_s"] > 0
+    assert 0 < result["rollout_fraction"] < 1 and result["actor_parameters"] > 0
+
+
+def test_staggered_clocks_spread_episode_ends():
+    trainer = Trainer(tiny_config(env=EnvConfig(num_envs=64, drones_per_swarm=2, num_neighbors=1,
+                                                episode_s=1.0, noise=NoiseConfig.off())))
+    steps = trainer.env.state.steps
+    assert int(steps.min()) >= 0 and int(steps.max()) < trainer.env.config.episode_steps
+    assert len(set(steps.tolist())) > 20

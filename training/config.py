@@ -15,9 +15,9 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 @dataclass
 class PPOConfig:
-    rollout_steps: int = 32            # control steps per environment between updates
-    epochs: int = 2
-    minibatches: int = 4
+    rollout_steps: int = 16            # control steps per environment between updates
+    epochs: int = 4                    # more gradient steps per sample learned faster here than more samples
+    minibatches: int = 8
     learning_rate: float = 3e-4
     lr_schedule: str = "linear"        # decays to lr_final_fraction of the rate over total_steps
     lr_final_fraction: float = 0.1

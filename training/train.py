@@ -21,6 +21,7 @@ import yaml
 from nanoswarm.config import to_mapping
 from nanoswarm.policies import SwarmPolicy
 from nanoswarm.policies.normalization import RunningNorm
+from nanoswarm.policies.transfer import transfer_weights
 from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
 from nanoswarm.sim.env import SwarmEnv
 from nanoswarm.sim.params import load_params, nominal_drone_params
@@ -88,6 +89,7 @@ class Trainer:
         self.competence: dict[str, float] | None = None
         self.last_eval: dict[str, Any] = {}
         self.recent: deque[dict[str, float]] = deque(maxlen=METRIC_WINDOW)
+        self.messages: list[str] = []  # for the user, printed when the run starts
         if resume:
             self._resume()
         elif config.init_from:
@@ -100,11 +102,14 @@ class Trainer:
 
     # --------------------------------------------------------------------------------- persistence
     def _init_from(self, path: str) -> None:
-        source, data = load_policy(path, expected=self.env.layout)
-        if to_mapping(source.config) != to_mapping(self.config.policy):
-            raise CheckpointError(f"init_from '{path}' has policy {to_mapping(source.config)}, this config asks "
-                                  f"for {to_mapping(self.config.policy)}; make the policy sections match")
-        self.policy.load_state_dict(source.state_dict())
+        """Start from a trained policy: the same layout loads whole, another neighbour count by transfer."""
+        source, _ = load_policy(path)
+        if source.config.actor != self.config.policy.actor:
+            raise CheckpointError(f"init_from '{path}' holds a '{source.config.actor}' actor, this config trains "
+                                  f"'{self.config.policy.actor}'; make policy.actor match")
+        left = transfer_weights(source, self.policy)
+        if left:
+            self.messages.append(f"init_from {path}: kept fresh {', '.join(left)}")
 
     def _resume(self) -> None:
         assert self.out is not None
@@ -227,30 +232,35 @@ class Trainer:
         return {f"eval/{k}": v for k, v in self.last_eval.items()}
 
     # --------------------------------------------------------------------------------------- run
+    def train_step(self) -> dict[str, Any]:
+        """One rollout and one PPO update; returns everything worth logging about them."""
+        steps_per_update = self.config.ppo.rollout_steps * self.env.num_envs * self.env.drones
+        started = time.perf_counter()
+        self.apply_curriculum()
+        record = self.collect()
+        collected = time.perf_counter()
+        record.update(self.update())
+        self.agent_steps += steps_per_update
+        self.updates += 1
+        elapsed = time.perf_counter() - started
+        self.train_time += elapsed
+        record.update(agent_steps_per_s=steps_per_update / elapsed,
+                      rollout_fraction=(collected - started) / elapsed, train_time_s=self.train_time,
+                      penalty_scale=float(self.env.penalty_scale), lr=self.optimizer.param_groups[0]["lr"],
+                      replay_size=float(self.replay.size) if self.replay is not None else 0.0)
+        if any(k.startswith("train/") for k in record):
+            self.recent.append({k: v for k, v in record.items() if k.startswith("train/")})
+            record.update(window_means(self.recent))
+        return record
+
     def run(self, log: RunLog) -> None:
         """Train until `total_steps`; on Ctrl-C or SIGTERM save a checkpoint and raise TrainingInterrupted."""
         cfg = self.config
-        steps_per_update = cfg.ppo.rollout_steps * self.env.num_envs * self.env.drones
         last_save = time.monotonic()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             while self.agent_steps < cfg.total_steps:
-                started = time.perf_counter()
-                self.apply_curriculum()
-                record = self.collect()
-                collected = time.perf_counter()
-                record.update(self.update())
-                self.agent_steps += steps_per_update
-                self.updates += 1
-                elapsed = time.perf_counter() - started
-                self.train_time += elapsed
-                record.update(agent_steps_per_s=steps_per_update / elapsed,
-                              rollout_fraction=(collected - started) / elapsed, train_time_s=self.train_time,
-                              penalty_scale=float(self.env.penalty_scale), lr=self.optimizer.param_groups[0]["lr"],
-                              replay_size=float(self.replay.size) if self.replay is not None else 0.0)
-                if any(k.startswith("train/") for k in record):
-                    self.recent.append({k: v for k, v in record.items() if k.startswith("train/")})
-                    record.update(window_means(self.recent))
+                record = self.train_step()
                 if cfg.eval.every_s > 0 and self.train_time >= self.next_eval:
                     record.update(self.evaluate())
                     self.next_eval = self.train_time + cfg.eval.every_s
@@ -297,5 +307,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False) -> Trainer:
         (out / "config.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
     trainer = Trainer(config, out, resume=resume)
     with RunLog(out, config.total_steps, trainer.agent_steps, purge_step=trainer.agent_steps if resume else None) as log:
+        for text in trainer.messages:
+            log.message(text)
         trainer.run(log)
     return trainer
