@@ -55,6 +55,10 @@ class RewardConfig:
     distance: float = 1.0
     effort: float = 0.05
     floor: float = 1.0
+    # Per second touching a wall or the ceiling. quad-swarm-rl has no such term (its 10 m room is seldom
+    # touched); in a lab-sized room, policies without it learned to press against the ceiling, where
+    # nothing can make them fall.
+    wall: float = 1.0
     attitude: float = 1.0
     rates: float = 0.1
     collision: float = 5.0             # per new drone-drone impact
@@ -64,7 +68,7 @@ class RewardConfig:
     proximity_max: float = 10.0
 
     def validate(self) -> None:
-        for name in ("distance", "effort", "floor", "attitude", "rates", "collision", "obstacle_collision",
+        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "collision", "obstacle_collision",
                      "proximity", "proximity_max"):
             require(getattr(self, name) >= 0, name, "weights are magnitudes and must not be negative")
         require(self.proximity_range > 0, "proximity_range", "must be positive (m)")

@@ -8,19 +8,23 @@ from nanoswarm.sim.config import RewardConfig
 from nanoswarm.sim.rewards import step_reward
 
 
-def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0) -> torch.Tensor:
+def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0, on_wall: bool = False) -> torch.Tensor:
     dist = torch.full((1, 2, 2), pair_dist)
     dist[0, 0, 0] = dist[0, 1, 1] = float("inf")
     return step_reward(
         RewardConfig(), dt=0.01, penalty_scale=torch.tensor(penalty_scale),
         distance=torch.tensor([[1.0, 2.0]]), action=torch.zeros(1, 2, 4), on_floor=torch.tensor([[False, True]]),
-        up_z=torch.ones(1, 2), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
+        on_wall=torch.full((1, 2), on_wall), up_z=torch.ones(1, 2), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
         obstacle_impacts=torch.zeros(1, 2), pair_dist=dist)
 
 
 def test_shaping_terms_scale_with_dt():
     """Far from others and upright: -dt (distance + floor); the floor term only for the grounded drone."""
     assert torch.allclose(reward(1.0, 0.0), torch.tensor([[-0.01 * 1.0, -0.01 * (2.0 + 1.0)]]))
+
+
+def test_touching_a_wall_or_the_ceiling_costs_its_weight_per_second():
+    assert torch.allclose(reward(1.0, 0.0, on_wall=True) - reward(1.0, 0.0), torch.full((1, 2), -0.01 * RewardConfig().wall))
 
 
 def test_collision_penalty_is_annealed_by_the_penalty_scale():
