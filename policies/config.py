@@ -21,7 +21,7 @@ class PolicyConfig:
     hidden: int = 32
     head: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    init_log_std: float = -1.0         # initial exploration: std of the Gaussian over motor commands
+    init_log_std: float = -2.3         # initial exploration: std 0.1 of the Gaussian over motor commands
     min_log_std: float = -4.0
     critic: str = "swarm_attention"    # 'swarm_attention' sees every drone of the swarm; 'local' only its own
     critic_hidden: int = 64
