@@ -253,3 +253,15 @@ def test_staggered_clocks_spread_episode_ends():
     steps = trainer.env.state.steps
     assert int(steps.min()) >= 0 and int(steps.max()) < trainer.env.config.episode_steps
     assert len(set(steps.tolist())) > 20
+
+
+def test_resume_forgets_what_was_logged_after_the_last_checkpoint(tmp_path):
+    """A killed run may have logged updates its checkpoint does not hold; the resumed run redoes them."""
+    out = tmp_path / "run"
+    train(tiny_config(total_steps=96), out)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"agent_steps": 192, "lost": True}) + "\n")
+    train(tiny_config(total_steps=288), out, resume=True)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["agent_steps"] for r in records] == [96, 192, 288]
+    assert not any("lost" in r for r in records)

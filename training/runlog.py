@@ -14,6 +14,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 PLAIN_EVERY_S = 30.0  # without a terminal (CI, nohup), a plain status line this often
 
 
+def drop_records_after(path: Path, step: int) -> None:
+    """Forget what a run logged after its last checkpoint: a resumed run redoes those updates."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line)["agent_steps"] <= step]
+    path.write_text("".join(kept))
+
+
 class RunLog:
     def __init__(self, out: Path | None, total_steps: int, done_steps: int, purge_step: int | None = None):
         self.console = Console(stderr=True)
@@ -23,6 +32,8 @@ class RunLog:
         if out is not None:
             from torch.utils.tensorboard import SummaryWriter  # imported late: tensorboard is slow to import
             self.writer = SummaryWriter(str(out / "tb"), purge_step=purge_step)
+            if purge_step is not None:
+                drop_records_after(out / "metrics.jsonl", purge_step)
             self.jsonl = open(out / "metrics.jsonl", "a")
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
