@@ -63,6 +63,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         config.env.num_envs = args.envs
     if args.device is not None:
         config.env.device = args.device
+    if args.epochs is not None:
+        config.ppo.epochs = args.epochs
     config.compile = not args.no_compile
     config.seed = args.seed
     result = bench_train(config, Path(args.config).stem, updates=args.updates, repeats=args.repeats)
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default="swarm8", help="ready-made config name or YAML path")
     tr.add_argument("--envs", type=int, help="environments (default: the config's)")
     tr.add_argument("--device", help="cpu or cuda")
+    tr.add_argument("--epochs", type=int, help="PPO epochs per update (default: the config's)")
     tr.add_argument("--updates", type=int, default=3, help="PPO updates per repeat")
     tr.add_argument("--repeats", type=int, default=3)
     tr.add_argument("--seed", type=int, default=0)

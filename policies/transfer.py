@@ -4,8 +4,11 @@ The attention and deep-sets actors share their weights across neighbours, so eve
 about flying (self encoder, obstacle encoder, head) keeps its meaning when K changes: a lone-drone policy
 that already flies is a far better start for a swarm than random weights. Only tensors whose name and
 shape match are copied; normalisation statistics are copied block by block (self and obstacles always,
-neighbours slot by slot where the source has them), and their sample count is capped so the new
-environment's statistics take over quickly.
+neighbours slot by slot where the source has them) with the source's sample count, so the inputs keep
+the meaning the transferred weights were trained on. (Letting the new environment's statistics take over
+quickly, by capping the count, shifted every input at once and broke the transferred policy.) Neighbour
+slots the source never saw start at mean 0 and unit variance: relative positions and velocities in
+metres and metres per second are already of order one.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 import torch
 
 from nanoswarm.policies.policy import SwarmPolicy
-
-TRANSFERRED_COUNT_CAP = 1e5
 
 
 @torch.no_grad()
@@ -38,5 +39,5 @@ def transfer_weights(source: SwarmPolicy, target: SwarmPolicy) -> list[str]:
         getattr(target.obs_norm, stat)[t_slices["neighbors"].start:t_slices["neighbors"].start + shared] = src_block[:shared]
     if target.layout.num_neighbors > source.layout.num_neighbors:
         left.append("obs_norm (neighbour slots beyond the source's)")
-    target.obs_norm.count.fill_(min(float(source.obs_norm.count), TRANSFERRED_COUNT_CAP))
+    target.obs_norm.count.fill_(float(source.obs_norm.count))
     return left
