@@ -96,6 +96,8 @@ class Trainer:
             self._init_from(config.init_from)
         self.env.reset(config.seed + self.updates)
         self.env.stagger(self.generator)
+        # The staggered first episodes started mid-way: their metrics would mislead, so they are not reported.
+        self.partial_episode = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.env.device)
         e, m = self.env.num_envs, self.env.drones
         self.returns = torch.zeros(e, m, device=self.env.device)
         self.rollout = Rollout.empty(config.ppo.rollout_steps, e, m, self.env.obs_size, self.env.device)
@@ -171,7 +173,10 @@ class Trainer:
                 with torch.no_grad():
                     scaled[rows] += gamma * self.policy.value(result.info["final_observation"])
                 self.returns[rows] = 0.0
-                kept = ~self.replay.replayed[rows] if self.replay is not None else slice(None)
+                kept = ~self.partial_episode[rows]
+                if self.replay is not None:
+                    kept &= ~self.replay.replayed[rows]
+                self.partial_episode[rows] = False
                 finished.append({k: v[kept] for k, v in result.info["episode"].items()})
             buf.rewards[t], buf.dones[t] = scaled, done.float()
             if self.replay is not None:
