@@ -265,3 +265,38 @@ def test_resume_forgets_what_was_logged_after_the_last_checkpoint(tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["agent_steps"] for r in records] == [96, 192, 288]
     assert not any("lost" in r for r in records)
+
+
+def test_collision_replay_restarts_episodes_from_before_the_collision():
+    """Two drones flown head-on collide; the state from before the impact enters the buffer, and the next
+    episode of that environment restarts from it (mid-episode clock, replayed flag) instead of fresh."""
+    from nanoswarm.sim.env import SwarmEnv
+    from nanoswarm.training.replay import CollisionReplay
+    from nanoswarm.training.train import hover_action
+
+    config = EnvConfig(num_envs=2, drones_per_swarm=2, num_neighbors=1, scenario="random_goals", episode_s=1.0,
+                       grace_s=0.0, noise=NoiseConfig.off(), downwash=False, seed=2)
+    env = SwarmEnv(config)
+    env.reset()
+    state = env.state
+    for e in range(2):
+        state.drones.pos[e, 0] = torch.tensor([-0.5, 0.0, 2.0])
+        state.drones.pos[e, 1] = torch.tensor([0.5, 0.0, 2.0])
+        state.drones.vel[e, 0] = torch.tensor([1.0, 0.0, 0.0])
+        state.drones.vel[e, 1] = torch.tensor([-1.0, 0.0, 0.0])
+    replay = CollisionReplay(env, ReplayConfig(snapshot_every_s=0.05, rewind_s=0.1, capacity=4, probability=1.0,
+                                               max_replays=2), torch.Generator().manual_seed(0))
+    replay.active = True
+    hover = torch.full((2, 2, 4), hover_action(config.params))
+    for _ in range(config.episode_steps - 1):
+        replay.after_step(env.step(hover))
+    assert int(state.stats.drone_collisions.sum()) > 0
+    assert replay.size == 2                    # both environments collided, once stored each
+    stored_clock = int(replay.buffer.steps[0])
+    assert 0 < stored_clock < config.episode_steps
+    result = env.step(hover)                   # the episodes end and restart
+    replay.after_step(result)
+    assert bool(result.done.all()) and bool(replay.replayed.all())
+    assert set(env.state.steps.tolist()) <= set(replay.buffer.steps.tolist())
+    assert int(env.state.steps.min()) > 0       # restarted mid-episode, not from step 0
+    assert int(replay.uses.sum()) == 2
