@@ -21,6 +21,7 @@ from nanoswarm.policies import PolicyConfig, SwarmPolicy
 from nanoswarm.sim.observation import ObservationLayout
 
 CHECKPOINT_SCHEMA = 1
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "policies" / "pretrained"
 
 
 class CheckpointError(ValueError):
@@ -49,11 +50,22 @@ def policy_payload(policy: SwarmPolicy, hover_action: float) -> dict[str, Any]:
             "layout": policy.layout.to_dict(), "hover_action": hover_action}
 
 
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint file by path, or a shipped one by name ('swarm8' is policies/pretrained/swarm8.pt)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = PRETRAINED_DIR / f"{path.stem}.pt"
+    if not path.suffix and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    raise CheckpointError(f"checkpoint '{name_or_path}' does not exist; give a path or one of the shipped "
+                          f"policies {names}")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file, turning every way it can be broken into a CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    path = resolve_checkpoint(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
