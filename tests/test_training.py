@@ -300,3 +300,14 @@ def test_collision_replay_restarts_episodes_from_before_the_collision():
     assert set(env.state.steps.tolist()) <= set(replay.buffer.steps.tolist())
     assert int(env.state.steps.min()) > 0       # restarted mid-episode, not from step 0
     assert int(replay.uses.sum()) == 2
+
+
+@pytest.mark.parametrize("name", ["single", "swarm8", "swarm8_obstacles", "swarm32"])
+def test_shipped_policies_load_by_name_and_fit_their_configs(name):
+    from nanoswarm.training.evaluate import eval_env_config
+    policy, data = ckpt.load_policy(name)
+    env = eval_env_config(data)
+    assert ObservationLayout(env.num_neighbors) == policy.layout
+    assert data["agent_steps"] > 0 and set(data["eval"]) >= {"success_rate", "collision_rate"}
+    action = policy.deterministic_action(torch.randn(2, env.drones_per_swarm, policy.layout.size))
+    assert bool(torch.isfinite(action).all()) and float(action.abs().max()) <= 1.0
