@@ -181,22 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Expected failures: one line for the user and an exit code, never a traceback.
+FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
+    (ConfigError, "[red]configuration error:[/red]", 2),
+    (CheckpointError, "[red]checkpoint error:[/red]", 2),
+    (FloatingPointError, "[red]non-finite values:[/red]", 3),
+    (TrainingInterrupted, "[yellow]stopped:[/yellow]", 130),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConfigError as err:
-        console.print(f"[red]configuration error:[/red] {err}")
-        return 2
-    except CheckpointError as err:
-        console.print(f"[red]checkpoint error:[/red] {err}")
-        return 2
-    except FloatingPointError as err:
-        console.print(f"[red]non-finite values:[/red] {err}")
-        return 3
-    except TrainingInterrupted as err:
-        console.print(f"[yellow]{err}[/yellow]")
-        return 130
+    except tuple(kind for kind, _, _ in FAILURES) as err:
+        label, code = next((label, code) for kind, label, code in FAILURES if isinstance(err, kind))
+        console.print(f"{label} {err}")
+        return code
 
 
 if __name__ == "__main__":
