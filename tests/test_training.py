@@ -292,12 +292,12 @@ def test_collision_replay_restarts_episodes_from_before_the_collision():
         replay.after_step(env.step(hover))
     assert int(state.stats.drone_collisions.sum()) > 0
     assert replay.size == 2                    # both environments collided, once stored each
-    stored_clock = int(replay.buffer.steps[0])
+    stored_clock = int(replay.buffer.state.steps[0])
     assert 0 < stored_clock < config.episode_steps
     result = env.step(hover)                   # the episodes end and restart
     replay.after_step(result)
     assert bool(result.done.all()) and bool(replay.replayed.all())
-    assert set(env.state.steps.tolist()) <= set(replay.buffer.steps.tolist())
+    assert set(env.state.steps.tolist()) <= set(replay.buffer.state.steps.tolist())
     assert int(env.state.steps.min()) > 0       # restarted mid-episode, not from step 0
     assert int(replay.uses.sum()) == 2
 

@@ -9,13 +9,14 @@ buffer, so storing and replaying any number of environments is one indexed copy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 
 import torch
 
 from nanoswarm.sim import tensor_struct
-from nanoswarm.sim.env import SwarmEnv, SwarmState, StepResult
+from nanoswarm.sim.env import Snapshot, StepResult, SwarmEnv
 from nanoswarm.training.config import ReplayConfig
 
 
@@ -27,13 +28,12 @@ class CollisionReplay:
         self.cfg = cfg
         self.generator = generator
         self.interval = max(1, round(cfg.snapshot_every_s * env.config.control_hz))
-        self.history: deque[tuple[int, SwarmState, torch.Tensor]] = deque(
-            maxlen=math.ceil(cfg.rewind_s / cfg.snapshot_every_s) + 1)
+        self.history: deque[tuple[int, Snapshot]] = deque(maxlen=math.ceil(cfg.rewind_s / cfg.snapshot_every_s) + 1)
+        self.all_rows = torch.arange(env.num_envs, device=env.device)
         dev = env.device
         self.replayed = torch.zeros(env.num_envs, dtype=torch.bool, device=dev)  # episode started from the buffer
         self.previous_collisions = torch.zeros(env.num_envs, dtype=torch.int64, device=dev)
-        self.buffer: SwarmState | None = None
-        self.buffer_obs: torch.Tensor | None = None
+        self.buffer: Snapshot | None = None   # `capacity` environments
         self.filled = torch.zeros(cfg.capacity, dtype=torch.bool, device=dev)
         self.uses = torch.zeros(cfg.capacity, dtype=torch.int64, device=dev)
         self.write_at = 0
@@ -59,29 +59,27 @@ class CollisionReplay:
         self.previous_collisions = state.stats.collisions.sum(1)
         self.steps += 1
         if self.steps % self.interval == 0:
-            self.history.append((self.steps, tensor_struct.clone(state), self.env.observation.clone()))
+            self.history.append((self.steps, self.env.export_envs(self.all_rows)))
 
     def _store_collisions(self, new_collision: torch.Tensor, done: torch.Tensor) -> None:
         if len(self.history) < self.history.maxlen or not bool(new_collision.any()):
             return
-        taken_at, past, past_obs = self.history[0]
+        taken_at, past = self.history[0]
         age = self.steps + 1 - taken_at
         state = self.env.state
         assert state is not None
         # Only environments still in the episode the snapshot shows (their step counter moved by `age`).
-        rows = (new_collision & ~done & (past.steps + age == state.steps)).nonzero().squeeze(1)
+        rows = (new_collision & ~done & (past.state.steps + age == state.steps)).nonzero().squeeze(1)
         rows = rows[: self.cfg.capacity]
         if rows.numel() == 0:
             return
         if self.buffer is None:
-            empty = torch.zeros(self.cfg.capacity, dtype=torch.int64, device=rows.device)
-            self.buffer = tensor_struct.select(past, empty)
-            self.buffer_obs = past_obs[empty]
+            self.buffer = rows_of(past, torch.zeros(self.cfg.capacity, dtype=torch.int64, device=rows.device))
         slots = (self.write_at + torch.arange(rows.numel(), device=rows.device)) % self.cfg.capacity
         self.write_at = (self.write_at + rows.numel()) % self.cfg.capacity
-        tensor_struct.assign(self.buffer, slots, tensor_struct.select(past, rows))
-        assert self.buffer_obs is not None
-        self.buffer_obs[slots] = past_obs[rows]
+        part = rows_of(past, rows)
+        tensor_struct.assign(self.buffer.state, slots, part.state)
+        self.buffer.observation[slots] = part.observation
         self.filled[slots] = True
         self.uses[slots] = 0
 
@@ -93,11 +91,14 @@ class CollisionReplay:
         candidates = self.filled.nonzero().squeeze(1)
         pick = candidates[torch.randint(candidates.numel(), (rows.numel(),), generator=self.generator,
                                         device=rows.device)]
-        assert self.buffer is not None and self.buffer_obs is not None
-        state = self.env.state
-        assert state is not None and self.env.observation is not None
-        tensor_struct.assign(state, rows, tensor_struct.select(self.buffer, pick))
-        self.env.observation[rows] = self.buffer_obs[pick]
+        assert self.buffer is not None
+        self.env.import_envs(rows, rows_of(self.buffer, pick))
         self.replayed[rows] = True
         self.uses.index_add_(0, pick, torch.ones_like(pick))
         self.filled &= self.uses < self.cfg.max_replays
+
+
+def rows_of(snapshot: Snapshot, rows: torch.Tensor) -> Snapshot:
+    """The environments `rows` of a snapshot (state and observation; the RNG states stay shared)."""
+    return dataclasses.replace(snapshot, state=tensor_struct.select(snapshot.state, rows),
+                               observation=snapshot.observation[rows])
