@@ -61,5 +61,5 @@ class SwarmPolicy(nn.Module):
         return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.critic(normed)
 
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action flown at evaluation and on board: the mean, clamped to [-1, 1] as the motors are."""
-        return self._flat_mean(self.obs_norm(obs)).clamp(-1.0, 1.0)
+        """The action flown at evaluation and on board: the mean, already inside the motors' [-1, 1]."""
+        return self._flat_mean(self.obs_norm(obs))

@@ -86,9 +86,15 @@ def layout_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 
 def load_policy(path: str | Path, expected: ObservationLayout | None = None) -> tuple[SwarmPolicy, dict[str, Any]]:
-    """The policy stored in a checkpoint, checked against this version's observation layout and, when
-    given, the layout of the environment it is about to control."""
+    """The policy stored in a checkpoint file, with the file's contents (see `policy_from_checkpoint`)."""
     data = read_checkpoint(path)
+    return policy_from_checkpoint(data, path, expected), data
+
+
+def policy_from_checkpoint(data: dict[str, Any], path: str | Path,
+                           expected: ObservationLayout | None = None) -> SwarmPolicy:
+    """The policy in checkpoint contents already read from `path`, checked against this version's
+    observation layout and, when given, the layout of the environment it is about to control."""
     saved = data["layout"]
     layout = ObservationLayout(num_neighbors=int(saved.get("num_neighbors", -1)))
     diffs = layout_differences(saved, layout.to_dict())
@@ -106,7 +112,7 @@ def load_policy(path: str | Path, expected: ObservationLayout | None = None) -> 
         raise CheckpointError(f"checkpoint '{path}': {err}") from None
     policy = SwarmPolicy(layout, config, float(data.get("hover_action", 0.0)))
     policy.load_state_dict(data["policy"])
-    return policy, data
+    return policy
 
 
 def file_digest(path: str | Path) -> str:

@@ -25,8 +25,8 @@ from nanoswarm.policies.transfer import transfer_weights
 from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
 from nanoswarm.sim.env import SwarmEnv
 from nanoswarm.sim.params import load_params, nominal_drone_params
-from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_payload, read_checkpoint,
-                                           save_checkpoint)
+from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_from_checkpoint, policy_payload,
+                                           read_checkpoint, save_checkpoint)
 from nanoswarm.training.config import TrainConfig
 from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
 from nanoswarm.training.ppo import Batch, ppo_update
@@ -76,7 +76,8 @@ class Trainer:
         self.out = out
         torch.manual_seed(config.seed)
         self.env = SwarmEnv(dataclasses.replace(config.env, seed=config.seed), compile=config.compile)
-        self.policy = SwarmPolicy(self.env.layout, config.policy, hover_action(config.env.params)).to(self.env.device)
+        self.hover_action = hover_action(config.env.params)
+        self.policy = SwarmPolicy(self.env.layout, config.policy, self.hover_action).to(self.env.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
@@ -119,8 +120,8 @@ class Trainer:
         if comparable(data["config"]) != comparable(to_mapping(self.config)):
             raise CheckpointError(f"{self.out / CHECKPOINT} was written by a run with another config; resume "
                                   "with the config in its folder (config.yaml) or start a new --out")
-        load_policy(self.out / CHECKPOINT, expected=self.env.layout)  # layout and schema checks
-        self.policy.load_state_dict(data["policy"])
+        checked = policy_from_checkpoint(data, self.out / CHECKPOINT, expected=self.env.layout)
+        self.policy.load_state_dict(checked.state_dict())
         self.optimizer.load_state_dict(data["optimizer"])
         self.return_norm.load_state_dict(data["return_norm"])
         t = data["trainer"]
@@ -130,7 +131,7 @@ class Trainer:
         self.generator.set_state(t["generator"])
 
     def payload(self) -> dict[str, Any]:
-        return {**policy_payload(self.policy, hover_action(self.config.env.params)),
+        return {**policy_payload(self.policy, self.hover_action),
                 "config": to_mapping(self.config), "agent_steps": self.agent_steps, "train_time_s": self.train_time,
                 "eval": self.last_eval, "competence": self.competence}
 
