@@ -6,7 +6,16 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+# System packages: the ARM cross-compiler and QEMU's STM32F405 verify every export (apt, as root, when missing).
+SYSTEM_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm g++
+
+.PHONY: demo test bench install toolchain clean
+
+toolchain:
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null && command -v g++ >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "missing system packages: run  sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +28,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) toolchain
 	$(BIN)/nanoswarm demo
 
-test: $(STAMP)
+test: $(STAMP) toolchain
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
