@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nanoswarm.config import ConfigError
+from nanoswarm.export.errors import EXPORT_FAILURES
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
 
@@ -121,6 +122,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from nanoswarm.training.distill import distill, load_distill_config
+
+    config = load_distill_config(args.config)
+    if args.iterations is not None:
+        config.iterations = args.iterations
+    if args.episodes is not None:
+        config.eval_episodes = args.episodes
+    out = Path(args.out)
+    result = distill(args.teacher, config, out, log=console.print)
+    for scenario, row in result.report["scenarios"].items():
+        table = Table(title=f"nanoswarm distill: {scenario} ({result.report['episodes']} episodes, same seeds)")
+        table.add_column("metric")
+        for who in ("teacher", "student"):
+            table.add_column(who, justify="right")
+        for key in row["teacher"]:
+            table.add_row(key, *(f"{row[who][key]:.4g}" for who in ("teacher", "student")))
+        console.print(table)
+    console.print(f"student: {result.report['student_params']:,} actor parameters "
+                  f"(teacher {result.report['teacher_params']:,}); {out / 'policy.pt'}")
+    _write_json(args.json, result.report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nanoswarm.export.pipeline import ExportOptions, export_policy
+
+    options = ExportOptions(checks=args.checks, mcu_samples=args.mcu_samples, mcu=not args.no_mcu,
+                            crazyflie_app=not args.no_app, seed=args.seed)
+    report = export_policy(args.checkpoint, Path(args.out), options)
+    shown = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}
+    console.print(_table(f"nanoswarm export: {args.out} (all checks passed)", shown))
+    _write_json(args.json, report)
+    return 0
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nanoswarm.export.codegen import generate_c
+    from nanoswarm.export.host import compile_host, onnxruntime_actions
+
+    out = Path(args.out)
+    generated = generate_c(Path(args.model), out)
+    rows: dict[str, Any] = {"model": str(args.model), "c_dir": str(out), "n_in": generated.n_in,
+                            "n_out": generated.n_out, "params": generated.params,
+                            "scratch_floats": generated.scratch_floats,
+                            "ops": ", ".join(f"{op} {n}" for op, n in sorted(generated.ops.items()))}
+    if args.verify:
+        obs = np.random.default_rng(args.seed).normal(0.0, 2.0, (args.verify, generated.n_in)).astype(np.float32)
+        host = compile_host(out, out / "host_build")
+        rows["max_abs_err_c_host"] = float(np.abs(host(obs) - onnxruntime_actions(args.model, obs)).max())
+    console.print(_table("nanoswarm codegen", rows))
+    _write_json(args.json, rows)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanoswarm", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -153,6 +211,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", help="trajectory plot PNG (default next to --json, else runs/eval/)")
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.set_defaults(run=cmd_eval)
+
+    dist = verbs.add_parser("distill", help="distil a trained policy into a tiny student (DAgger) and compare them")
+    dist.add_argument("teacher", help="the teacher: a policy.pt, or a shipped name such as swarm8")
+    dist.add_argument("--config", default="tiny_attention",
+                      help="student config YAML, or a ready-made one (tiny_attention, tiny_mlp)")
+    dist.add_argument("--out", required=True, help="folder for the student's policy.pt and report.json")
+    dist.add_argument("--iterations", type=int, help="DAgger iterations (overrides the config)")
+    dist.add_argument("--episodes", type=int, help="evaluation episodes per scenario (overrides the config)")
+    dist.add_argument("--json", help="also write the report to this JSON file")
+    dist.set_defaults(run=cmd_distill)
+
+    exp = verbs.add_parser("export", help="export a checkpoint to ONNX, C and the Crazyflie app, checked on "
+                                          "onnxruntime, host gcc and an emulated STM32F405 (QEMU)")
+    exp.add_argument("checkpoint", help="a policy.pt, or a shipped name such as swarm8_student")
+    exp.add_argument("--out", required=True, help="folder for policy.onnx, c/, crazyflie_app/ and report.json")
+    exp.add_argument("--checks", type=int, default=10000,
+                     help="random and recorded observations (each) compared across torch, onnxruntime and C")
+    exp.add_argument("--mcu-samples", type=int, default=256, help="observations run on the emulated MCU")
+    exp.add_argument("--no-mcu", action="store_true", help="skip the QEMU run (no ARM toolchain needed)")
+    exp.add_argument("--no-app", action="store_true", help="do not write the Crazyflie firmware app")
+    exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--json", help="also write the report to this JSON file")
+    exp.set_defaults(run=cmd_export)
+
+    cg = verbs.add_parser("codegen", help="generate policy.c / policy.h from any single-input float ONNX model")
+    cg.add_argument("model", help="an ONNX model (nanoswarm export writes one)")
+    cg.add_argument("--out", required=True, help="folder for policy.c and policy.h")
+    cg.add_argument("--verify", type=int, default=2000, metavar="N",
+                    help="compare N random observations on host gcc with onnxruntime (0: skip)")
+    cg.add_argument("--seed", type=int, default=0)
+    cg.add_argument("--json", help="also write the result to this JSON file")
+    cg.set_defaults(run=cmd_codegen)
 
     bench = verbs.add_parser("bench", help="benchmarks (results belong in BENCHMARKS.md)")
     targets = bench.add_subparsers(dest="target", required=True)
@@ -187,6 +277,7 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     (CheckpointError, "[red]checkpoint error:[/red]", 2),
     (FloatingPointError, "[red]non-finite values:[/red]", 3),
     (TrainingInterrupted, "[yellow]stopped:[/yellow]", 130),
+    *EXPORT_FAILURES,
 )
 
 

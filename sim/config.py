@@ -61,6 +61,12 @@ class RewardConfig:
     wall: float = 1.0
     attitude: float = 1.0
     rates: float = 0.1
+    # Off in QSRL. `velocity` (per second per m/s) damps the orbits that a pure distance cost leaves around
+    # the goal; `arrival` pays per second up to its weight for being within about `arrival_range` of the goal,
+    # the precision (0.1 m success) that a linear distance cost barely distinguishes from 0.3 m.
+    velocity: float = 0.0
+    arrival: float = 0.0
+    arrival_range: float = 0.1         # m, the bonus is arrival * exp(-(d / arrival_range)^2)
     collision: float = 5.0             # per new drone-drone impact
     obstacle_collision: float = 5.0    # per new column impact
     proximity: float = 0.01
@@ -68,10 +74,11 @@ class RewardConfig:
     proximity_max: float = 10.0
 
     def validate(self) -> None:
-        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "collision", "obstacle_collision",
-                     "proximity", "proximity_max"):
+        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "velocity", "arrival", "collision",
+                     "obstacle_collision", "proximity", "proximity_max"):
             require(getattr(self, name) >= 0, name, "weights are magnitudes and must not be negative")
         require(self.proximity_range > 0, "proximity_range", "must be positive (m)")
+        require(self.arrival_range > 0, "arrival_range", "must be positive (m)")
 
 
 @dataclass

@@ -159,7 +159,7 @@ def control_step(
     distance = torch.linalg.vector_norm(pos - goals, dim=-1)
     up_z = 1.0 - 2.0 * (drones.quat[..., 1] ** 2 + drones.quat[..., 2] ** 2)   # R[2, 2]
     reward = step_reward(k.rewards, k.control_dt, penalty_scale, distance, action, on_floor, touching_wall, up_z,
-                         omega, drone_impacts.float(), obstacle_impacts.float(), pw.dist)
+                         vel, omega, drone_impacts.float(), obstacle_impacts.float(), pw.dist)
 
     steps = steps + 1
     counted = (steps.float() * k.control_dt > k.grace_s).unsqueeze(1)

@@ -11,6 +11,10 @@ from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.dynamics import DroneState
 from nanoswarm.sim.params import QuadParams, load_params
 
+# pytest-xdist runs one worker per core: a second torch thread per worker only contends (small forward
+# passes ran ~30x slower on a loaded 2-core machine).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def quad() -> QuadParams:

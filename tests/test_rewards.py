@@ -8,13 +8,15 @@ from nanoswarm.sim.config import RewardConfig
 from nanoswarm.sim.rewards import step_reward
 
 
-def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0, on_wall: bool = False) -> torch.Tensor:
+def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0, on_wall: bool = False,
+           weights: RewardConfig | None = None, speed: float = 0.0) -> torch.Tensor:
     dist = torch.full((1, 2, 2), pair_dist)
     dist[0, 0, 0] = dist[0, 1, 1] = float("inf")
     return step_reward(
-        RewardConfig(), dt=0.01, penalty_scale=torch.tensor(penalty_scale),
+        weights or RewardConfig(), dt=0.01, penalty_scale=torch.tensor(penalty_scale),
         distance=torch.tensor([[1.0, 2.0]]), action=torch.zeros(1, 2, 4), on_floor=torch.tensor([[False, True]]),
-        on_wall=torch.full((1, 2), on_wall), up_z=torch.ones(1, 2), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
+        on_wall=torch.full((1, 2), on_wall), up_z=torch.ones(1, 2),
+        vel=torch.tensor([[[speed, 0.0, 0.0]] * 2]), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
         obstacle_impacts=torch.zeros(1, 2), pair_dist=dist)
 
 
@@ -39,3 +41,18 @@ def test_proximity_penalty_grows_inside_its_range():
     half_range = reward(1.0, 0.0, pair_dist=0.5 * w.proximity_range) - reward(1.0, 0.0)
     assert torch.allclose(half_range, torch.full((1, 2), -w.proximity * w.proximity_max * 0.5))
     assert torch.equal(reward(1.0, 0.0, pair_dist=w.proximity_range), reward(1.0, 0.0))
+
+
+def test_speed_costs_its_weight_per_second_per_metre_per_second():
+    w = RewardConfig(velocity=0.5)
+    assert torch.allclose(reward(1.0, 0.0, weights=w, speed=2.0) - reward(1.0, 0.0, weights=w),
+                          torch.full((1, 2), -0.01 * 0.5 * 2.0))
+
+
+def test_arrival_bonus_pays_near_the_goal_and_fades_with_distance():
+    """The first drone is 1 m from its goal: at range 1 m it earns arrival * e^-1 per second; at the default
+    0.1 m range, e^-100 (nothing)."""
+    wide = RewardConfig(arrival=2.0, arrival_range=1.0)
+    bonus = reward(1.0, 0.0, weights=wide) - reward(1.0, 0.0)
+    assert torch.allclose(bonus[0, 0], torch.tensor(0.01 * 2.0 * torch.exp(torch.tensor(-1.0))))
+    assert torch.allclose(reward(1.0, 0.0, weights=RewardConfig(arrival=2.0)), reward(1.0, 0.0))
