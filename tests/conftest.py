@@ -1,4 +1,4 @@
-"""Small shared fixtures of the simulator's specification tests."""
+"""Small shared fixtures of the specification tests, and the tiny training run several of them start from."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch
 
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.dynamics import DroneState
+from nanoswarm.policies import PolicyConfig
 from nanoswarm.sim.params import QuadParams, load_params
+from nanoswarm.training.config import EvalConfig, PPOConfig, ReplayConfig, TrainConfig
 
 # pytest-xdist runs one worker per core: a second torch thread per worker only contends (small forward
 # passes ran ~30x slower on a loaded 2-core machine).
@@ -64,3 +66,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.skipped and not (item.get_closest_marker("cuda") and not torch.cuda.is_available()):
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid} was skipped ({report.longrepr}); only CUDA tests may skip, and only without CUDA"
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """A run small enough for a unit test: 4 swarms of 3 drones, 0.1 s episodes, eager simulator."""
+    env = EnvConfig(num_envs=4, drones_per_swarm=3, num_neighbors=2, scenario="mix", episode_s=0.1,
+                    noise=NoiseConfig.off(), seed=3)
+    config = TrainConfig(env=env, policy=PolicyConfig(hidden=8, head=(16,), critic_hidden=8),
+                         ppo=PPOConfig(rollout_steps=8, epochs=1, minibatches=2),
+                         eval=EvalConfig(every_s=0), replay=ReplayConfig(enabled=False),
+                         total_steps=4 * 3 * 8 * 3, checkpoint_every_s=1e9, compile=False, seed=1)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config

@@ -4,7 +4,6 @@ that are atomic and refuse what does not fit, runs that resume, and rollouts tha
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,24 +14,12 @@ from nanoswarm.policies import PolicyConfig, SwarmPolicy
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.observation import ObservationLayout
 from nanoswarm.training import checkpoint as ckpt
-from nanoswarm.training.config import (EvalConfig, PPOConfig, ReplayConfig, TrainConfig, available_train_configs,
-                                       load_train_config)
+from nanoswarm.training.config import PPOConfig, ReplayConfig, available_train_configs, load_train_config
 from nanoswarm.training.ppo import Batch, ppo_update
 from nanoswarm.training.rollout import generalized_advantages
 from nanoswarm.training.train import CHECKPOINT, FINAL, Trainer, TrainingInterrupted, train
 
-
-def tiny_config(**changes) -> TrainConfig:
-    """A run small enough for a unit test: 4 swarms of 3 drones, 0.1 s episodes, eager simulator."""
-    env = EnvConfig(num_envs=4, drones_per_swarm=3, num_neighbors=2, scenario="mix", episode_s=0.1,
-                    noise=NoiseConfig.off(), seed=3)
-    config = TrainConfig(env=env, policy=PolicyConfig(hidden=8, head=(16,), critic_hidden=8),
-                         ppo=PPOConfig(rollout_steps=8, epochs=1, minibatches=2),
-                         eval=EvalConfig(every_s=0), replay=ReplayConfig(enabled=False),
-                         total_steps=4 * 3 * 8 * 3, checkpoint_every_s=1e9, compile=False, seed=1)
-    for key, value in changes.items():
-        setattr(config, key, value)
-    return config
+from conftest import tiny_config
 
 
 def reference_gae(rewards, values, dones, last_value, gamma, lam):

@@ -135,7 +135,7 @@ def fit(student: SwarmPolicy, data: AggregatedData, optimizer: torch.optim.Optim
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum, batches = loss_sum + float(loss), batches + 1
+            loss_sum, batches = loss_sum + loss.item(), batches + 1
         loss_sum /= batches
     return loss_sum
 
