@@ -65,6 +65,10 @@ class RewardConfig:
     # the goal; `arrival` pays per second up to its weight for being within about `arrival_range` of the goal,
     # the precision (0.1 m success) that a linear distance cost barely distinguishes from 0.3 m.
     velocity: float = 0.0
+    # Per second per rad/s of yaw rate, on top of `rates`. Yaw torque is weak (4.7 mN m per N of thrust), so
+    # untaught policies spin at ~2 rad/s; every tilt then has to chase a turning body frame, and
+    # position control degrades into orbits around the goal.
+    yaw_rate: float = 0.0
     arrival: float = 0.0
     arrival_range: float = 0.1         # m, the bonus is arrival * exp(-(d / arrival_range)^2)
     collision: float = 5.0             # per new drone-drone impact
@@ -74,7 +78,7 @@ class RewardConfig:
     proximity_max: float = 10.0
 
     def validate(self) -> None:
-        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "velocity", "arrival", "collision",
+        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "velocity", "yaw_rate", "arrival", "collision",
                      "obstacle_collision", "proximity", "proximity_max"):
             require(getattr(self, name) >= 0, name, "weights are magnitudes and must not be negative")
         require(self.proximity_range > 0, "proximity_range", "must be positive (m)")

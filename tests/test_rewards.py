@@ -9,14 +9,14 @@ from nanoswarm.sim.rewards import step_reward
 
 
 def reward(penalty_scale: float, impacts: float, pair_dist: float = 10.0, on_wall: bool = False,
-           weights: RewardConfig | None = None, speed: float = 0.0) -> torch.Tensor:
+           weights: RewardConfig | None = None, speed: float = 0.0, yaw_rate: float = 0.0) -> torch.Tensor:
     dist = torch.full((1, 2, 2), pair_dist)
     dist[0, 0, 0] = dist[0, 1, 1] = float("inf")
     return step_reward(
         weights or RewardConfig(), dt=0.01, penalty_scale=torch.tensor(penalty_scale),
         distance=torch.tensor([[1.0, 2.0]]), action=torch.zeros(1, 2, 4), on_floor=torch.tensor([[False, True]]),
         on_wall=torch.full((1, 2), on_wall), up_z=torch.ones(1, 2),
-        vel=torch.tensor([[[speed, 0.0, 0.0]] * 2]), omega=torch.zeros(1, 2, 3), drone_impacts=torch.full((1, 2), impacts),
+        vel=torch.tensor([[[speed, 0.0, 0.0]] * 2]), omega=torch.tensor([[[0.0, 0.0, yaw_rate]] * 2]), drone_impacts=torch.full((1, 2), impacts),
         obstacle_impacts=torch.zeros(1, 2), pair_dist=dist)
 
 
@@ -56,3 +56,9 @@ def test_arrival_bonus_pays_near_the_goal_and_fades_with_distance():
     bonus = reward(1.0, 0.0, weights=wide) - reward(1.0, 0.0)
     assert torch.allclose(bonus[0, 0], torch.tensor(0.01 * 2.0 * torch.exp(torch.tensor(-1.0))))
     assert torch.allclose(reward(1.0, 0.0, weights=RewardConfig(arrival=2.0)), reward(1.0, 0.0))
+
+
+def test_yaw_rate_costs_its_own_weight_on_top_of_the_rates_term():
+    w = RewardConfig(yaw_rate=0.5)
+    spin = reward(1.0, 0.0, weights=w, yaw_rate=-2.0) - reward(1.0, 0.0, weights=w)
+    assert torch.allclose(spin, torch.full((1, 2), -0.01 * (0.5 + w.rates) * 2.0))
