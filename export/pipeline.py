@@ -1,4 +1,4 @@
-"""`nanoswarm export`: checkpoint → ONNX → C → Crazyflie app, every step checked, one report.
+"""`nanoswarm export`: checkpoint → ONNX → C → Crazyflie app and serial-HIL firmware, every step checked, one report.
 
 Each export is verified end to end, so a shipped C policy is never trusted on faith:
 - ONNX against the torch policy with onnxruntime, on random and on recorded (flown) observations;
@@ -25,6 +25,7 @@ from nanoswarm.export.host import compile_host, onnxruntime_actions
 from nanoswarm.export.mcu import run_on_mcu
 from nanoswarm.export.observations import random_observations, recorded_observations
 from nanoswarm.export.onnx_export import action_metadata, compare_with_torch, export_onnx
+from nanoswarm.firmware_bridge.hil_firmware import write_hil_firmware
 from nanoswarm.policies.layers import count_parameters
 from nanoswarm.sim.params import load_params
 from nanoswarm.training.checkpoint import file_digest, load_policy, resolve_checkpoint
@@ -89,6 +90,7 @@ def export_policy(checkpoint: str | Path, out: Path, options: ExportOptions = Ex
         report["crazyflie_app"] = str(write_crazyflie_app(out / "c", out / "crazyflie_app",
                                                           policy=lambda obs: host(obs[None])[0],
                                                           sense_range=env_config.obstacle_sense_range))
+    report["hil_firmware"] = str(write_hil_firmware(out / "c", out / "hil"))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     failures = check_report(report)
     if failures:

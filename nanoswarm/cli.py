@@ -18,6 +18,7 @@ from rich.table import Table
 
 from nanoswarm.config import ConfigError
 from nanoswarm.export.errors import EXPORT_FAILURES
+from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
 
@@ -127,7 +128,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     config = load_distill_config(args.config)
     if args.iterations is not None:
-        config.iterations = args.iterations
+        config.dagger.iterations = args.iterations
     if args.episodes is not None:
         config.eval_episodes = args.episodes
     out = Path(args.out)
@@ -177,6 +178,23 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     console.print(_table("nanoswarm codegen", rows))
     _write_json(args.json, rows)
     return 0
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    from nanoswarm.firmware_bridge.hil import check_board
+
+    result = check_board(args.port, Path(args.policy), baudrate=args.baud, n=args.n, seed=args.seed,
+                         observations=Path(args.observations) if args.observations else None,
+                         timeout_s=args.timeout)
+    board = result["board"]
+    rows = {"device": result["device"], "policy id": f"{board['policy_id']:08x}",
+            "n_in / n_out": f"{board['n_in']} / {board['n_out']}", **result["bench"],
+            **{k: v for k, v in result["link"].items() if not k.startswith("rtt_")}}
+    console.print(_table(f"nanoswarm hil {args.port}", rows))
+    _write_json(args.json, result)
+    for failure in result["failures"]:
+        console.print(f"[red]HIL check failed:[/red] {failure}")
+    return 5 if result["failures"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--json", help="also write the result to this JSON file")
     cg.set_defaults(run=cmd_codegen)
 
+    hil = verbs.add_parser("hil", help="hardware in the loop: send observations to a board running the exported "
+                                       "policy over a serial port and compare its actions with the host build")
+    hil.add_argument("port", help="serial port (/dev/ttyUSB0, COM3, socket://HOST:PORT), or `host` / `qemu` to "
+                                  "build the board firmware and run it here / on QEMU's STM32F405")
+    hil.add_argument("--policy", required=True, help="the export folder the board was built from (or its c/)")
+    hil.add_argument("--baud", type=int, default=115200, help="the board's baud rate")
+    hil.add_argument("--n", type=int, default=1000, help="observations to send")
+    hil.add_argument("--observations", help="a .npy file of recorded (N, n_in) observations (default: random ones)")
+    hil.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for each answer before retrying")
+    hil.add_argument("--seed", type=int, default=0)
+    hil.add_argument("--json", help="also write the result to this JSON file")
+    hil.set_defaults(run=cmd_hil)
+
     bench = verbs.add_parser("bench", help="benchmarks (results belong in BENCHMARKS.md)")
     targets = bench.add_subparsers(dest="target", required=True)
     sim = targets.add_parser("sim", help="simulator agent-steps/s at the control rate, everything included")
@@ -278,6 +309,7 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     (FloatingPointError, "[red]non-finite values:[/red]", 3),
     (TrainingInterrupted, "[yellow]stopped:[/yellow]", 130),
     *EXPORT_FAILURES,
+    *HIL_FAILURES,
 )
 
 

@@ -36,19 +36,25 @@ def _vee(skew: torch.Tensor) -> torch.Tensor:
 def geometric_control(state: DroneState, goals: torch.Tensor, params: DroneParams,
                       gains: GeometricGains = GeometricGains()) -> torch.Tensor:
     """Actions (..., 4) in [-1, 1] that fly each drone to its goal with zero yaw."""
-    error = goals - state.pos
+    return geometric_control_from(goals - state.pos, state.vel, rotation_matrix(state.quat), state.omega, params,
+                                  gains)
+
+
+def geometric_control_from(error: torch.Tensor, vel: torch.Tensor, rot: torch.Tensor, omega: torch.Tensor,
+                           params: DroneParams, gains: GeometricGains = GeometricGains()) -> torch.Tensor:
+    """The same control law from what a drone's observation holds: position error to the goal (..., 3),
+    velocity (..., 3), rotation matrix body-to-world (..., 3, 3) and body rates (..., 3)."""
     # Saturate the position term so that far goals are approached at max_speed, not with max tilt.
     desired_vel = error * gains.position / gains.velocity
     speed = torch.linalg.vector_norm(desired_vel, dim=-1, keepdim=True)
     desired_vel = desired_vel * (gains.max_speed / speed.clamp_min(gains.max_speed))
-    accel = gains.velocity * (desired_vel - state.vel)
+    accel = gains.velocity * (desired_vel - vel)
     lateral = accel[..., :2]
     norm = torch.linalg.vector_norm(lateral, dim=-1, keepdim=True)
     lateral = lateral * (gains.max_lateral_accel / norm.clamp_min(gains.max_lateral_accel))
     accel = torch.cat((lateral, accel[..., 2:].clamp(-0.5 * GRAVITY, GRAVITY)), dim=-1)
     force = params.mass.unsqueeze(-1) * (accel + torch.tensor((0.0, 0.0, GRAVITY), device=accel.device))
 
-    rot = rotation_matrix(state.quat)
     b3 = force / torch.linalg.vector_norm(force, dim=-1, keepdim=True)
     heading = torch.zeros_like(b3)
     heading[..., 0] = 1.0
@@ -59,7 +65,6 @@ def geometric_control(state: DroneState, goals: torch.Tensor, params: DroneParam
     rot_error = 0.5 * _vee(desired.transpose(-1, -2) @ rot - rot.transpose(-1, -2) @ desired)
 
     inertia = params.inertia
-    omega = state.omega
     torque = inertia * (-gains.attitude * rot_error - gains.rates * omega) + torch.linalg.cross(omega, inertia * omega)
     collective = (force * rot[..., :, 2]).sum(-1).clamp_min(0.0)
     thrusts = motor_thrusts_for_wrench(collective, torque, params)

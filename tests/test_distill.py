@@ -14,7 +14,8 @@ from nanoswarm.config import ConfigError
 from nanoswarm.policies import PolicyConfig
 from nanoswarm.sim.env import SwarmEnv
 from nanoswarm.training import checkpoint as ckpt
-from nanoswarm.training.distill import DistillConfig, distill, fly_and_label, load_distill_config, make_student
+from nanoswarm.training.dagger import DaggerConfig, fly_and_label
+from nanoswarm.training.distill import DistillConfig, distill, load_distill_config, make_student
 from nanoswarm.training.evaluate import eval_env_config
 from nanoswarm.training.train import FINAL, train
 
@@ -37,8 +38,9 @@ def teacher_path(tmp_path_factory):
 
 
 def small_config(**changes) -> DistillConfig:
-    config = DistillConfig(policy=STUDENT, num_envs=4, iterations=4, rollout_steps=10, beta_decay=0.5,
-                           buffer_size=4096, epochs=20, batch_size=64, learning_rate=1e-2, eval_episodes=2)
+    dagger = DaggerConfig(num_envs=4, iterations=4, rollout_steps=10, beta_decay=0.5, buffer_size=4096, epochs=20,
+                          batch_size=64, learning_rate=1e-2)
+    config = DistillConfig(policy=STUDENT, dagger=dagger, eval_episodes=2)
     return replace(config, **changes)
 
 
@@ -101,12 +103,12 @@ def test_ready_made_student_configs_fit_the_deployable_budget():
 def test_distill_cli_writes_a_loadable_student_and_a_side_by_side_report(teacher_path, tmp_path):
     config = tmp_path / "student.yaml"
     config.write_text("policy: {actor: deepsets, hidden: 6, head: [12], critic: local, critic_hidden: 4}\n"
-                      "num_envs: 4\niterations: 2\nrollout_steps: 5\nbatch_size: 64\nbuffer_size: 4096\n")
+                      "dagger: {num_envs: 4, iterations: 2, rollout_steps: 5, batch_size: 64, buffer_size: 4096}\n")
     out = tmp_path / "student"
     assert main(["distill", str(teacher_path), "--config", str(config), "--out", str(out), "--episodes", "2",
                  "--json", str(tmp_path / "r.json")]) == 0
     student, data = ckpt.load_policy(out / "policy.pt")
-    assert student.config.actor == "deepsets" and data["distill"]["config"]["iterations"] == 2
+    assert student.config.actor == "deepsets" and data["distill"]["config"]["dagger"]["iterations"] == 2
     report = json.loads((out / "report.json").read_text())
     row = report["scenarios"]["mix"]
     assert set(row["teacher"]) == set(row["student"]) >= {"success_rate", "collision_rate", "final_distance_m"}

@@ -9,6 +9,7 @@ from pathlib import Path
 from nanoswarm.config import ConfigError, load_config, require
 from nanoswarm.policies.config import PolicyConfig
 from nanoswarm.sim.config import EnvConfig
+from nanoswarm.training.dagger import DaggerConfig
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -101,13 +102,17 @@ class TrainConfig:
     total_steps: int = 100_000_000     # agent steps
     checkpoint_every_s: float = 120.0
     init_from: str | None = None       # start from this checkpoint's policy (fine-tuning)
+    # Before PPO, imitate the geometric controller (DAgger) for this many iterations (0: off); see kickstart.py.
+    kickstart: DaggerConfig = field(default_factory=lambda: DaggerConfig(iterations=0))
     compile: bool = True               # torch.compile the simulator step (needs a C++ compiler)
     seed: int = 0
 
     def validate(self) -> None:
-        for part in (self.env, self.policy, self.ppo, self.curriculum, self.replay, self.eval):
+        for part in (self.env, self.policy, self.ppo, self.curriculum, self.replay, self.eval, self.kickstart):
             part.validate()
         require(self.total_steps >= 1, "total_steps", "must be at least 1")
+        require(not (self.init_from and self.kickstart.iterations), "kickstart",
+                "a run starts either from init_from or from the kickstart; set kickstart.iterations: 0")
         require(self.checkpoint_every_s > 0, "checkpoint_every_s", "must be positive")
         require(not self.curriculum.obstacle_density or self.env.scenario == "obstacles",
                 "curriculum.obstacle_density", "a density schedule needs env.scenario: obstacles")

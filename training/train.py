@@ -29,6 +29,7 @@ from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_
                                            read_checkpoint, save_checkpoint)
 from nanoswarm.training.config import TrainConfig
 from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
+from nanoswarm.training.kickstart import kickstart
 from nanoswarm.training.ppo import Batch, ppo_update
 from nanoswarm.training.replay import CollisionReplay
 from nanoswarm.training.rollout import Rollout, generalized_advantages
@@ -95,6 +96,11 @@ class Trainer:
             self._resume()
         elif config.init_from:
             self._init_from(config.init_from)
+        elif config.kickstart.iterations:
+            start = time.perf_counter()
+            self.agent_steps += kickstart(self.policy, config.env, config.kickstart, config.seed,
+                                          self.messages.append)
+            self.train_time += time.perf_counter() - start
         self.env.reset(config.seed + self.updates)
         self.env.stagger(self.generator)
         # The staggered first episodes started mid-way: their metrics would mislead, so they are not reported.

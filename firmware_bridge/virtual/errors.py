@@ -1,0 +1,15 @@
+"""The virtual swarm's errors: what cannot be done as asked, and how to fix it."""
+
+from __future__ import annotations
+
+
+class VirtualSwarmError(ValueError):
+    """The swarm cannot be built or used as asked (size, start positions, policy folder, ports, faults)."""
+
+
+class VirtualSwarmStopped(RuntimeError):
+    """The swarm's simulation thread stopped on an error; the message carries it."""
+
+
+class MalformedPacket(ValueError):
+    """A CRTP packet that no firmware handler could read; it is dropped and counted, never raised out."""

@@ -1,0 +1,97 @@
+"""The stock controller of the virtual drones: what the firmware's PID (or any stock controller) does with
+the commander's setpoint, stood in for by the simulator's batched controllers.
+
+Setpoints that fly a position or a velocity go to `sim.controller.geometric_control`, the project's
+position controller, with a goal placed so that its velocity command is the setpoint's: for a position
+setpoint with velocity feed-forward v, the goal is p + v * (velocity gain / position gain); for a velocity
+axis, the goal is the drone's own position plus that offset. Setpoints that fly an attitude (RPYT,
+z-distance, manual, and the supervisor's level-out) go to `attitude_control`, an attitude loop on SO(3)
+with the geometric controller's gains, under a collective thrust that either holds the setpoint's height
+or is the setpoint's thrust (a command fraction per motor, through the airframe's thrust curve).
+All drones are computed at once; each drone takes the output of its mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nanoswarm.firmware_bridge.virtual.commander import (XY_ATTITUDE, XY_BODY_VELOCITY, XY_POSITION, Z_POSITION,
+                                                         Z_THRUST, Commander)
+from nanoswarm.sim.controller import GeometricGains, geometric_control
+from nanoswarm.sim.dynamics import (DroneState, action_for_thrust, commanded_thrust, motor_thrusts_for_wrench,
+                                    rotation_matrix)
+from nanoswarm.sim.params import GRAVITY, DroneParams
+
+MIN_UP_Z = 0.5  # the collective thrust's tilt compensation stops at 60 degrees
+
+
+@dataclass
+class StockOutput:
+    actions: torch.Tensor       # (N, 4) in [-1, 1]
+    target_pos: np.ndarray      # (N, 3) position the drone is steered to (ctrltarget.x/y/z)
+    target_vel: np.ndarray      # (N, 3) velocity feed-forward (ctrltarget.vx/vy/vz)
+
+
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values), dtype=torch.float32)
+
+
+def attitude_control(state: DroneState, roll: torch.Tensor, pitch: torch.Tensor, yaw_rate: torch.Tensor,
+                     collective: torch.Tensor, params: DroneParams, gains: GeometricGains = GeometricGains()
+                     ) -> torch.Tensor:
+    """Actions (..., 4) that hold roll and pitch (rad, about body x and y, yaw kept) and turn at `yaw_rate`
+    (rad/s) under a collective thrust (N)."""
+    rot = rotation_matrix(state.quat)
+    yaw = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
+    cr, sr, cp, sp, cy, sy = (torch.cos(roll), torch.sin(roll), torch.cos(pitch), torch.sin(pitch),
+                              torch.cos(yaw), torch.sin(yaw))
+    desired = torch.stack((cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr,
+                           sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr,
+                           -sp, cp * sr, cp * cr), dim=-1).reshape(*roll.shape, 3, 3)   # Rz(yaw) Ry(pitch) Rx(roll)
+    skew = desired.transpose(-1, -2) @ rot - rot.transpose(-1, -2) @ desired
+    rot_error = 0.5 * torch.stack((skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]), dim=-1)
+    rate_error = state.omega - torch.stack((torch.zeros_like(yaw_rate), torch.zeros_like(yaw_rate), yaw_rate), -1)
+    inertia = params.inertia
+    torque = (inertia * (-gains.attitude * rot_error - gains.rates * rate_error)
+              + torch.linalg.cross(state.omega, inertia * state.omega))
+    thrusts = motor_thrusts_for_wrench(collective.clamp_min(0.0), torque, params)
+    return action_for_thrust(thrusts.clamp_min(0.0), params)
+
+
+def stock_control(estimate: DroneState, commander: Commander, level_out: np.ndarray, params: DroneParams,
+                  gains: GeometricGains = GeometricGains()) -> StockOutput:
+    """Every drone's stock-controller actions for its current setpoint (level-out overrides the attitude)."""
+    xy = np.where(level_out, XY_ATTITUDE, commander.xy)
+    pos = estimate.pos
+    rot = rotation_matrix(estimate.quat)
+    heading = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
+    ref_vel = _tensor(commander.vel)
+    body_x, body_y = ref_vel[:, 0], ref_vel[:, 1]
+    world_xy = torch.stack((torch.cos(heading) * body_x - torch.sin(heading) * body_y,
+                            torch.sin(heading) * body_x + torch.cos(heading) * body_y), dim=-1)
+    vel_xy = torch.where(_tensor(xy == XY_BODY_VELOCITY).bool()[:, None], world_xy, ref_vel[:, :2])
+    ref_pos = _tensor(commander.pos)
+    target_xy = torch.where(_tensor(xy == XY_POSITION).bool()[:, None], ref_pos[:, :2], pos[:, :2])
+    target_z = torch.where(_tensor(commander.z == Z_POSITION).bool(), ref_pos[:, 2], pos[:, 2])
+    target = torch.cat((target_xy, target_z[:, None]), dim=-1)
+    velocity = torch.cat((vel_xy, ref_vel[:, 2:]), dim=-1)
+    lead = gains.velocity / gains.position        # s: the goal offset that commands a velocity
+    actions = geometric_control(estimate, target + velocity * lead, params, gains)
+    attitude_rows = xy == XY_ATTITUDE
+    if attitude_rows.any():   # most ticks fly positions only: the attitude loop is skipped then
+        climb = gains.velocity * ((target_z - pos[:, 2]) / lead + velocity[:, 2] - estimate.vel[:, 2])
+        up_z = rot[..., 2, 2].clamp_min(MIN_UP_Z)
+        holding = params.mass * (GRAVITY + climb.clamp(-0.5 * GRAVITY, GRAVITY)) / up_z
+        fraction = _tensor(commander.thrust)
+        given = commanded_thrust((2.0 * fraction - 1.0)[:, None].expand(-1, 4), params).sum(-1)
+        collective = torch.where(_tensor(commander.z == Z_THRUST).bool(), given, holding)
+        attitude = _tensor(np.where(level_out[:, None], 0.0, np.stack((commander.roll, commander.pitch,
+                                                                        commander.yaw_rate), axis=1)))
+        leveling = attitude_control(estimate, attitude[:, 0], attitude[:, 1], attitude[:, 2], collective, params,
+                                    gains)
+        actions = torch.where(torch.as_tensor(attitude_rows)[:, None], leveling, actions)
+    return StockOutput(actions=actions, target_pos=target.numpy().astype(np.float64),
+                       target_vel=velocity.numpy().astype(np.float64))
