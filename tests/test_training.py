@@ -73,6 +73,23 @@ def test_ppo_update_raises_the_probability_of_advantageous_actions():
     assert stats["approx_kl"] >= 0 and 0 <= stats["clip_fraction"] <= 1
 
 
+def test_a_critic_warmup_update_leaves_the_actor_untouched():
+    torch.manual_seed(0)
+    layout = ObservationLayout(num_neighbors=2)
+    policy = SwarmPolicy(layout, PolicyConfig(hidden=8, head=(16,)))
+    obs = torch.randn(32, 3, layout.size)
+    with torch.no_grad():
+        sample = policy.act(obs)
+    batch = Batch(obs=obs, actions=sample.action, log_probs=sample.log_prob, values=sample.value,
+                  advantages=torch.randn(32, 3), returns=sample.value + 1.0)
+    actor = {k: v.clone() for k, v in policy.actor.state_dict().items()}
+    critic = {k: v.clone() for k, v in policy.critic.state_dict().items()}
+    ppo_update(policy, torch.optim.Adam(policy.parameters(), lr=1e-2), batch, PPOConfig(epochs=2, minibatches=2),
+               train_actor=False)
+    assert all(torch.equal(v, policy.actor.state_dict()[k]) for k, v in actor.items())
+    assert any(not torch.equal(v, policy.critic.state_dict()[k]) for k, v in critic.items())
+
+
 def test_ready_made_configs_load_and_validate():
     assert {"single", "swarm8", "swarm8_obstacles", "swarm32"} <= set(available_train_configs())
     for name in available_train_configs():

@@ -30,6 +30,7 @@ class PPOConfig:
     value_coef: float = 0.5
     max_grad_norm: float = 1.0
     normalize_rewards: bool = True     # divide rewards by the running std of the discounted return
+    critic_warmup_updates: int = 0     # first updates train only the critic (after a kickstart: its actor flies)
 
     def validate(self) -> None:
         require(self.rollout_steps >= 1, "rollout_steps", "must be at least 1")
@@ -40,6 +41,7 @@ class PPOConfig:
         require(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma", "gamma in (0, 1], gae_lambda in [0, 1]")
         require(self.clip > 0 and self.value_clip >= 0, "clip", "clip must be positive, value_clip not negative")
         require(self.max_grad_norm > 0, "max_grad_norm", "must be positive")
+        require(self.critic_warmup_updates >= 0, "critic_warmup_updates", "must not be negative")
 
 
 @dataclass

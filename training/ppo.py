@@ -32,8 +32,12 @@ class Batch:
 
 
 def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig,
-               generator: torch.Generator | None = None) -> dict[str, float]:
-    """Run `cfg.epochs` passes of `cfg.minibatches` minibatches; return mean losses and diagnostics."""
+               generator: torch.Generator | None = None, train_actor: bool = True) -> dict[str, float]:
+    """Run `cfg.epochs` passes of `cfg.minibatches` minibatches; return mean losses and diagnostics.
+
+    With `train_actor` False only the critic learns (the actor gets no gradient): a warm-up for a
+    critic that starts cold under an actor that already flies, whose first advantages are noise.
+    """
     sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
     updates = 0
     size = batch.rows // cfg.minibatches
@@ -56,7 +60,9 @@ def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Bat
             value_loss = 0.5 * value_loss.mean()
             entropy_mean = entropy.mean()
 
-            loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy * entropy_mean
+            loss = cfg.value_coef * value_loss
+            if train_actor:
+                loss = loss + policy_loss - cfg.entropy * entropy_mean
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

@@ -208,7 +208,8 @@ class Trainer:
                       actions=buf.actions.reshape(rows, *buf.actions.shape[2:]),
                       log_probs=buf.log_probs.reshape(rows, -1), values=buf.values.reshape(rows, -1),
                       advantages=advantages.reshape(rows, -1), returns=returns.reshape(rows, -1))
-        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator)
+        stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator,
+                           train_actor=self.updates >= cfg.ppo.critic_warmup_updates)
         for name, p in self.policy.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
