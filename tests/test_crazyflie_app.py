@@ -25,6 +25,7 @@ import torch
 from onnx import TensorProto, helper
 
 from nanoswarm.export.codegen import generate_c
+from nanoswarm.export.codegen.generate import layout_defines
 from nanoswarm.export.crazyflie_app import (COMMAND_DISABLE, COMMAND_FLY, COMMAND_LAND, CrazyflieAppError,
                                             c_float, command_packet, selftest_observation, write_crazyflie_app)
 from nanoswarm.export.host import onnxruntime_actions
@@ -33,7 +34,7 @@ from nanoswarm.policies import PolicyConfig, SwarmPolicy
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.dynamics import DroneState, commanded_thrust
 from nanoswarm.sim.interactions import pairwise
-from nanoswarm.sim.observation import OBSTACLE_POINTS, ObservationLayout
+from nanoswarm.sim.observation import ObservationLayout
 from nanoswarm.sim.obstacles import ObstacleGrid, distance_grid
 from nanoswarm.sim.params import load_params, nominal_drone_params
 from nanoswarm.sim.step import observe
@@ -53,16 +54,10 @@ F = ctypes.POINTER(ctypes.c_float)
 
 
 def policy_header(layout: ObservationLayout) -> str:
-    """policy.h as the shared contract specifies it, with the layout macros of `layout`."""
+    """policy.h as the shared contract specifies it, with the generator's own layout macros for `layout`."""
     lines = ["#ifndef NANOSWARM_POLICY_H", "#define NANOSWARM_POLICY_H",
              f"#define NANOSWARM_POLICY_N_IN {layout.size}", "#define NANOSWARM_POLICY_N_OUT 4",
-             f"#define NANOSWARM_OBS_NUM_NEIGHBORS {layout.num_neighbors}",
-             f"#define NANOSWARM_OBS_NEIGHBOR_SIZE {layout.neighbor_size}",
-             f"#define NANOSWARM_OBS_SELF_SIZE {layout.self_size}",
-             f"#define NANOSWARM_OBS_OBSTACLE_POINTS {OBSTACLE_POINTS}"]
-    for name, piece in layout.slices.items():
-        macro = "NANOSWARM_OBS_" + name.upper().replace(".", "_")
-        lines += [f"#define {macro}_START {piece.start}", f"#define {macro}_LEN {piece.stop - piece.start}"]
+             *layout_defines(layout)]
     return "\n".join([*lines, "void nanoswarm_policy(const float *input, float *output);", "#endif", ""])
 
 

@@ -11,6 +11,7 @@ import torch
 from nanoswarm.cli import main
 from nanoswarm.config import from_mapping
 from nanoswarm.policies import PolicyConfig, SwarmPolicy
+from nanoswarm.policies.policy import ActionSample
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.observation import ObservationLayout
 from nanoswarm.training import checkpoint as ckpt
@@ -54,13 +55,18 @@ def test_gae_matches_its_definition_across_episode_ends():
     assert torch.allclose(ret, adv + values)
 
 
-def test_ppo_update_raises_the_probability_of_advantageous_actions():
+def sampled_policy(rows: int) -> tuple[SwarmPolicy, torch.Tensor, ActionSample]:
+    """A small policy, random observations of `rows` swarms of 3, and the policy's samples for them."""
     torch.manual_seed(0)
     layout = ObservationLayout(num_neighbors=2)
     policy = SwarmPolicy(layout, PolicyConfig(hidden=8, head=(16,)))
-    obs = torch.randn(64, 3, layout.size)
+    obs = torch.randn(rows, 3, layout.size)
     with torch.no_grad():
-        sample = policy.act(obs)
+        return policy, obs, policy.act(obs)
+
+
+def test_ppo_update_raises_the_probability_of_advantageous_actions():
+    policy, obs, sample = sampled_policy(64)
     advantages = torch.where(sample.action[..., 0] > policy.actor.mean.bias[0], 1.0, -1.0)
     batch = Batch(obs=obs, actions=sample.action, log_probs=sample.log_prob, values=sample.value,
                   advantages=advantages, returns=sample.value + advantages)
@@ -74,12 +80,7 @@ def test_ppo_update_raises_the_probability_of_advantageous_actions():
 
 
 def test_a_critic_warmup_update_leaves_the_actor_untouched():
-    torch.manual_seed(0)
-    layout = ObservationLayout(num_neighbors=2)
-    policy = SwarmPolicy(layout, PolicyConfig(hidden=8, head=(16,)))
-    obs = torch.randn(32, 3, layout.size)
-    with torch.no_grad():
-        sample = policy.act(obs)
+    policy, obs, sample = sampled_policy(32)
     batch = Batch(obs=obs, actions=sample.action, log_probs=sample.log_prob, values=sample.value,
                   advantages=torch.randn(32, 3), returns=sample.value + 1.0)
     actor = {k: v.clone() for k, v in policy.actor.state_dict().items()}

@@ -84,7 +84,7 @@ def _header(info: ModelInfo, result: GeneratedC) -> str:
              f"#define NANOSWARM_POLICY_N_OUT {result.n_out}",
              f"#define NANOSWARM_POLICY_PARAMS {result.params}",
              f"#define NANOSWARM_POLICY_SCRATCH_FLOATS {result.scratch_floats}", "",
-             *(_layout_defines(info.layout) if info.layout else []),
+             *(layout_defines(info.layout) if info.layout else []),
              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
              "/* One inference: input[NANOSWARM_POLICY_N_IN] -> output[NANOSWARM_POLICY_N_OUT]. The arrays must not",
              " * overlap; not reentrant (the scratch array is static). */",
@@ -93,7 +93,7 @@ def _header(info: ModelInfo, result: GeneratedC) -> str:
     return "\n".join(lines)
 
 
-def _layout_defines(layout: ObservationLayout) -> list[str]:
+def layout_defines(layout: ObservationLayout) -> list[str]:
     """The observation layout from the model's metadata: where each named slice sits in `input`."""
     lines = ["/* observation layout (ONNX metadata nanoswarm.observation_layout): offsets into input */",
              f"#define NANOSWARM_OBS_NUM_NEIGHBORS {layout.num_neighbors}",
