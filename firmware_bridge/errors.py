@@ -19,8 +19,9 @@ class PreflightError(BridgeError):
     """A pre-flight check failed, so nothing took off; the message lists every failed check."""
 
 
-class LaptopPolicyError(BridgeError):
-    """The policy given for laptop-in-the-loop flight cannot fly this swarm (missing, or another airframe)."""
+class PolicyError(BridgeError):
+    """The policy a flight needs is missing or cannot fly this swarm (laptop mode, or a dry run's onboard
+    drones): no folder, no exported model, or another airframe."""
 
 
 class MocapError(BridgeError):
@@ -30,6 +31,6 @@ class MocapError(BridgeError):
 BRIDGE_FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     (ConnectError, "[red]connection failed:[/red]", 6),
     (PreflightError, "[red]pre-flight check failed, nothing took off:[/red]", 6),
-    (LaptopPolicyError, "[red]policy error:[/red]", 2),
+    (PolicyError, "[red]policy error:[/red]", 2),
     (MocapError, "[red]motion capture error:[/red]", 6),
 )

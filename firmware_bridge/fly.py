@@ -29,21 +29,24 @@ import itertools
 import math
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import numpy as np
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from nanoswarm.config import from_mapping, to_mapping
-from nanoswarm.firmware_bridge.errors import LaptopPolicyError, PreflightError
+from nanoswarm.firmware_bridge.errors import PolicyError, PreflightError
 from nanoswarm.firmware_bridge.flight_log import FlightLog
 from nanoswarm.firmware_bridge.keys import KeyWatcher
 from nanoswarm.firmware_bridge.laptop import LaptopPolicy
-from nanoswarm.firmware_bridge.links import DEFAULT_TOC_CACHE, DroneLink, connect_swarm, emergency_stop
+from nanoswarm.firmware_bridge.links import (DEFAULT_TOC_CACHE, DroneLink, Pacer, close_all, connect_swarm,
+                                             emergency_stop)
 from nanoswarm.firmware_bridge.manifest import SwarmManifest, load_manifest, radio_dongles
 from nanoswarm.firmware_bridge.mission import Mission, MissionSequencer, Phase, load_mission, plan_mission
 from nanoswarm.firmware_bridge.mocap import MotionCapture, PositionSource, SimulatedMocap
@@ -56,15 +59,16 @@ from nanoswarm.firmware_bridge.telemetry import DroneTelemetry, Snapshot
 STREAMING_DRONES_PER_RADIO = 4
 LIVE_HZ = 4.0
 PREFLIGHT_POLL_S = 0.1
+BATTERY_WARN_MARGIN_V = 0.2   # the status table shows a battery this close to land_battery_v in yellow
 
 
 @dataclass
 class LoopStats:
     """How the bridge kept up: per-cycle work time of the loop, and per-drone rates."""
 
-    cycles: int = 0
     work_s: list[float] = field(default_factory=list)
     late_cycles: int = 0              # cycles that started more than one period late
+    cpu_s: float = 0.0                # this process's CPU time (all threads) while the loop ran
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.work_s, q) * 1000.0) if self.work_s else math.nan
@@ -90,9 +94,14 @@ class FlightSummary:
     emergency_stop_s: float | None     # time to send every stop, when there was one
     duration_s: float                  # take-off command to the end of the landing
     telemetry_hz: float                # state samples per drone and second, mean over drones
-    stream_hz: float                   # streamed sends (goals, setpoints, extpos) per drone and second
-    loop_ms_p50: float
+    telemetry_hz_min: float            # of the drone that got the fewest
+    stream_hz: dict[str, float]        # per stream (app goals, setpoint, extpos): sends per drone and second
+                                       # while it ran, mean over drones
+    loop_ms_p50: float                 # work time of one loop cycle
     loop_ms_p99: float
+    loop_late_cycles: int              # cycles that started more than one period late
+    cpu_percent: float                 # this process's CPU while the loop ran, % of one core (all its threads:
+                                       # cflib's, the senders', and an in-process virtual swarm's)
     log_dir: str
     plot: str | None = None
 
@@ -126,8 +135,9 @@ class Flight:
         self.min_separation = math.inf
         self.started = self.ended = time.monotonic()
         self._alerted: set[tuple[str, int]] = set()
-        self._next_mocap = -math.inf
-        self._next_live = -math.inf
+        self._samples_at_start = [0] * n
+        self._mocap_pacer = Pacer(manifest.mocap.rate_hz if manifest.mocap else 1.0, mission.loop_hz)
+        self._live_pacer = Pacer(LIVE_HZ, mission.loop_hz)
 
     # ------------------------------------------------------------------ before take-off
     def start_telemetry(self) -> None:
@@ -167,26 +177,35 @@ class Flight:
         return [i for i, s in enumerate(self.states) if s in states]
 
     def run(self) -> None:
-        period = 1.0 / self.mission.loop_hz
+        """Fly the phases to the end (or to an emergency stop)."""
         now = self.started = time.monotonic()
         self.states = ["flying"] * len(self.links)
+        self._samples_at_start = [t.snapshot().samples for t in self.telemetry]
+        cpu_start = time.process_time()
+        try:
+            self._loop(now)
+        finally:
+            self.stats.cpu_s = time.process_time() - cpu_start
+
+    def _loop(self, now: float) -> None:
+        period = 1.0 / self.mission.loop_hz
         phase = self.sequencer.start(now)
         self.log.event("phase", f"{phase.label} begins", now=now)
         self.pilot.begin_phase(now, phase, self.indices("flying"), self.snapshots())
         next_cycle = now
         live = Live(console=self.console, refresh_per_second=LIVE_HZ, transient=False) if self.console else None
-        with live if live is not None else _nothing():
+        with live if live is not None else nullcontext():
             while not self.sequencer.finished:
                 if self.stop.is_set():
                     self.emergency("stop requested (key or caller)")
+                    if live is not None:
+                        live.update(self.table(self.ended))
                     return
                 started = time.perf_counter()
                 now = time.monotonic()
                 self.cycle(now)
                 self.stats.work_s.append(time.perf_counter() - started)
-                self.stats.cycles += 1
-                if live is not None and now >= self._next_live:
-                    self._next_live = now + 1.0 / LIVE_HZ
+                if live is not None and self._live_pacer.due(now):
                     live.update(self.table(now))
                 next_cycle += period
                 wait = next_cycle - time.monotonic()
@@ -194,9 +213,11 @@ class Flight:
                     self.stats.late_cycles += 1
                     next_cycle = time.monotonic()
                 self.stop.wait(max(0.0, wait))
-        self.pilot.finish()
-        self.ended = time.monotonic()
-        self.states = ["landed" if s in ("flying", "landing") else s for s in self.states]
+            self.pilot.finish()
+            self.ended = time.monotonic()
+            self.states = ["landed" if s in ("flying", "landing") else s for s in self.states]
+            if live is not None:
+                live.update(self.table(self.ended))
         self.log.event("mission", "finished" if self.aborted is None else f"ended after: {self.aborted}")
 
     def cycle(self, now: float) -> None:
@@ -263,9 +284,8 @@ class Flight:
                 self.log.event("landed", "on the floor", drone_id=self.ids[i], now=now)
 
     def stream_mocap(self, now: float) -> None:
-        if self.mocap is None or now < self._next_mocap:
+        if self.mocap is None or not self._mocap_pacer.due(now):
             return
-        self._next_mocap = now + 1.0 / self.manifest.mocap.rate_hz
         for link, position in zip(self.links, self.mocap.positions()):
             if position is not None and np.all(np.isfinite(position)):
                 x, y, z = (float(v) for v in position)
@@ -285,24 +305,25 @@ class Flight:
         for i in self.indices("flying", "landing", "lost"):
             self.pilot.land_one(now, i, snaps[i])
 
-    def table(self, now: float):
-        return status_table(self.ids, self.snapshots(), self.states, now, self.sequencer.phase.label
-                            if not self.sequencer.finished else "done", now - self.started,
-                            self.mission.safety.land_battery_v + 0.2)
+    def table(self, now: float) -> Table:
+        phase = "done" if self.sequencer.finished else self.sequencer.phase.label
+        return status_table(self.ids, self.snapshots(), self.states, now, phase, elapsed=now - self.started,
+                            battery_warn_v=self.mission.safety.land_battery_v + BATTERY_WARN_MARGIN_V)
 
     def close(self) -> None:
         for telemetry in self.telemetry:
             telemetry.stop()
-        for link in self.links:
-            link.close()
+        close_all(self.links)
         if self.mocap is not None:
             self.mocap.close()
 
     def summary(self, dry_run: bool, collisions: int | None) -> FlightSummary:
         reached, asked = self.sequencer.goals_reached()
         duration = max(self.ended - self.started, 1e-9)
-        samples = [t.snapshot().samples for t in self.telemetry]
-        streamed = [sum(v for k, v in l.sender.sent.items() if k != "once") for l in self.links]
+        samples = np.array([t.snapshot().samples - k for t, k in zip(self.telemetry, self._samples_at_start)],
+                           dtype=np.float64)
+        keys = sorted({k for link in self.links for k in link.sender.sent if k != "once"})
+        streams = {k: float(np.nanmean([link.sender.rate_hz(k) for link in self.links])) for k in keys}
         return FlightSummary(
             swarm=self.manifest.name, mission=self.mission.name, mode=self.mission.mode, dry_run=dry_run,
             drones=len(self.links), completed=self.sequencer.finished and self.aborted is None, aborted=self.aborted,
@@ -310,17 +331,10 @@ class Flight:
             min_separation_m=self.min_separation if math.isfinite(self.min_separation) else math.nan,
             collisions=collisions, link_losses=self.link_losses, battery_landings=self.battery_landings,
             emergency_stop_s=self.emergency_s, duration_s=duration,
-            telemetry_hz=float(np.mean(samples)) / duration, stream_hz=float(np.mean(streamed)) / duration,
-            loop_ms_p50=self.stats.percentile_ms(50), loop_ms_p99=self.stats.percentile_ms(99),
+            telemetry_hz=float(samples.mean()) / duration, telemetry_hz_min=float(samples.min()) / duration,
+            stream_hz=streams, loop_ms_p50=self.stats.percentile_ms(50), loop_ms_p99=self.stats.percentile_ms(99),
+            loop_late_cycles=self.stats.late_cycles, cpu_percent=100.0 * self.stats.cpu_s / duration,
             log_dir=str(self.log.folder))
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def default_log_dir(manifest: SwarmManifest, mission: Mission) -> Path:
@@ -339,16 +353,17 @@ def _warn_radio_load(manifest: SwarmManifest, mission: Mission, log: FlightLog) 
 def run_fly(swarm: str | SwarmManifest, mission: str | Mission, log_dir: str | Path | None = None, *,
             dry_run: bool = False, mode: str | None = None, policy_dir: str | Path | None = None, virtual: Any = None,
             stop: threading.Event | None = None, console: Console | None = None, keys: IO | None = None,
-            toc_cache: Path = DEFAULT_TOC_CACHE, virtual_base_port: int = 19850,
-            collisions: Callable[[], int] | None = None) -> FlightSummary:
+            toc_cache: Path = DEFAULT_TOC_CACHE, virtual_base_port: int = 19850) -> FlightSummary:
     """Fly `mission` with the swarm of manifest `swarm`; returns the summary (also in LOG_DIR/summary.json).
 
     mode: fly in this control mode (stock, onboard, laptop) instead of the mission's.
-    dry_run: rehearse against a virtual swarm on loopback started here (the manifest's URIs are ignored;
-        policy_dir, if given, is the C policy the virtual drones run onboard).
+    dry_run: rehearse against a virtual swarm on loopback started here, at `virtual_base_port` (the
+        manifest's URIs are ignored; the drones run the nanoswarm app with the policy in `policy_dir`).
     virtual: fly an already running virtual swarm instead (its `uris`, `positions()` and `collisions()`);
         a test uses this to inject faults while the mission flies.
-    policy_dir: the export folder (policy.onnx) that laptop mode flies.
+    policy_dir: an export folder (`nanoswarm export --out DIR`): laptop mode flies its policy.onnx, and a
+        dry run's virtual drones its C policy.
+    toc_cache: the folder of cflib's TOC cache, shared by all drones and flights.
     stop: set it to stop every drone at once (an emergency stop, as Ctrl-C and any key on `keys` are).
     console: show the live status table there.
     """
@@ -360,18 +375,21 @@ def run_fly(swarm: str | SwarmManifest, mission: str | Mission, log_dir: str | P
     laptop_policy = None
     if mission.mode == "laptop":
         if policy_dir is None:
-            raise LaptopPolicyError("mission mode 'laptop' flies an exported policy: pass --policy DIR "
+            raise PolicyError("mission mode 'laptop' flies an exported policy: pass --policy DIR "
                                     "(a folder written by `nanoswarm export`)")
         laptop_policy = LaptopPolicy(Path(policy_dir), mission.laptop, len(manifest.drones))
     if dry_run and virtual is None:
+        if mission.mode == "onboard" and policy_dir is None:
+            raise PolicyError("a dry run in onboard mode needs the policy the virtual drones fly: pass --policy DIR "
+                              "(a folder written by `nanoswarm export`), or --mode stock")
         from nanoswarm.firmware_bridge.virtual import VirtualSwarm
 
         with VirtualSwarm(len(manifest.drones), policy_dir=policy_dir, arena=manifest.arena,
-                          base_port=virtual_base_port, start_positions=[d.start for d in manifest.drones]) as swarm_:
+                          base_port=virtual_base_port, start_positions=np.array([d.start for d in manifest.drones])
+                          ) as swarm_:
             return run_fly(manifest, mission, log_dir, policy_dir=policy_dir, virtual=swarm_,
                            stop=stop, console=console, keys=keys, toc_cache=toc_cache)
     uris = list(virtual.uris) if virtual is not None else [d.uri for d in manifest.drones]
-    collisions = collisions or (virtual.collisions if virtual is not None else None)
     log = FlightLog(Path(log_dir) if log_dir is not None else default_log_dir(manifest, mission), manifest.ids)
     log.write_configs(manifest=manifest, mission=mission)
     _warn_radio_load(manifest, mission, log)
@@ -390,12 +408,13 @@ def run_fly(swarm: str | SwarmManifest, mission: str | Mission, log_dir: str | P
         flight.start_telemetry()
         flight.prepare()
         flight.preflight()
-        with KeyWatcher(keys, stop) if keys is not None else _nothing():
+        with KeyWatcher(keys, stop) if keys is not None else nullcontext():
             try:
                 flight.run()
             except KeyboardInterrupt:
                 flight.emergency("Ctrl-C")
-        summary = flight.summary(dry_run=virtual is not None, collisions=int(collisions()) if collisions else None)
+        summary = flight.summary(dry_run=virtual is not None,
+                                 collisions=int(virtual.collisions()) if virtual is not None else None)
     except BaseException as err:
         log.event("failed", f"{type(err).__name__}: {err}")
         if flight is not None:

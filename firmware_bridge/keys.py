@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import select
-import termios
 import threading
-import tty
 from typing import IO
 
 POLL_S = 0.05
@@ -31,6 +29,11 @@ class KeyWatcher:
         return self._thread is not None
 
     def __enter__(self) -> "KeyWatcher":
+        try:
+            import termios
+            import tty
+        except ImportError:   # not a POSIX terminal (Windows): Ctrl-C remains the emergency stop
+            return self
         try:
             fd = self.stream.fileno()
         except (AttributeError, OSError, ValueError):
@@ -55,4 +58,6 @@ class KeyWatcher:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         if self._saved is not None:
+            import termios
+
             termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self._saved)

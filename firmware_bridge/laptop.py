@@ -32,7 +32,7 @@ import torch
 from nanoswarm.export.crazyflie_app import check_training_curve
 from nanoswarm.export.errors import CrazyflieAppError
 from nanoswarm.export.onnx_export import META_LAYOUT
-from nanoswarm.firmware_bridge.errors import LaptopPolicyError
+from nanoswarm.firmware_bridge.errors import PolicyError
 from nanoswarm.firmware_bridge.mission import LaptopSettings
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.dynamics import DroneState, commanded_thrust, hover_thrust, physics_step, rotation_matrix
@@ -77,19 +77,24 @@ class LaptopPolicy:
     def __init__(self, policy_dir: Path, settings: LaptopSettings, drones: int):
         model_path = Path(policy_dir) / "policy.onnx"
         if not model_path.is_file():
-            raise LaptopPolicyError(f"{model_path} not found; laptop mode flies an exported policy: run "
+            raise PolicyError(f"{model_path} not found; laptop mode flies an exported policy: run "
                                     "`nanoswarm export CHECKPOINT --out DIR` and pass --policy DIR")
         metadata = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
         if META_LAYOUT not in metadata:
-            raise LaptopPolicyError(f"{model_path} carries no observation layout ({META_LAYOUT}); export it with "
+            raise PolicyError(f"{model_path} carries no observation layout ({META_LAYOUT}); export it with "
                                     "`nanoswarm export`")
         try:
             self.layout = ObservationLayout.from_dict(json.loads(metadata[META_LAYOUT]))
             quad = load_params(settings.params)
             check_training_curve(Path(policy_dir), quad, settings.params)
         except (ValueError, CrazyflieAppError) as err:
-            raise LaptopPolicyError(f"{model_path}: {err}") from None
-        self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+            raise PolicyError(f"{model_path}: {err}") from None
+        options = ort.SessionOptions()
+        # One thread that does not spin between calls: the model is tiny, and idle spinning would take the
+        # cores that cflib's threads need to keep the links serviced.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.settings = settings
         env = EnvConfig()

@@ -14,6 +14,7 @@ queueing them).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -32,6 +33,8 @@ from nanoswarm.firmware_bridge.manifest import DroneSpec
 DEFAULT_TOC_CACHE = Path.home() / ".cache" / "nanoswarm" / "toc"
 PARAM_TIMEOUT_S = 2.0           # a parameter write not echoed by then has failed
 EMERGENCY_JOIN_S = 0.5          # how long the emergency stop waits for its sends before reporting
+EMERGENCY_ROUNDS = 3
+EMERGENCY_INTERVAL_S = 0.05
 
 
 class LinkSender:
@@ -45,6 +48,8 @@ class LinkSender:
         self._halted = False
         self._on_error = on_error
         self.sent: Counter[str] = Counter()        # calls carried out, per stream key ('once' for one-shots)
+        self.first: dict[str, float] = {}          # monotonic time of each key's first and last call
+        self.last: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name=f"nanoswarm-send-{name}", daemon=True)
         self._thread.start()
 
@@ -88,9 +93,40 @@ class LinkSender:
             for key, fn in work:
                 try:
                     fn()
-                    self.sent[key] += 1
                 except Exception as err:  # a link error must not kill the sender of a flying drone
                     self._on_error(err)
+                    continue
+                now = time.monotonic()
+                self.sent[key] += 1
+                self.first.setdefault(key, now)
+                self.last[key] = now
+
+    def rate_hz(self, key: str) -> float:
+        """Calls per second of stream `key` while it ran; NaN for fewer than two."""
+        if self.sent[key] < 2 or self.last[key] <= self.first[key]:
+            return math.nan
+        return (self.sent[key] - 1) / (self.last[key] - self.first[key])
+
+
+class Pacer:
+    """Paces a stream at `hz` from a loop that runs at `loop_hz` with jitter: a send counts as due up to half
+    a loop period early, and the schedule advances by whole periods, so the average rate holds even when
+    the stream's rate equals the loop's."""
+
+    def __init__(self, hz: float, loop_hz: float):
+        self.period = 1.0 / hz
+        self.slack = 0.5 / loop_hz
+        self.next = -math.inf
+
+    def due(self, now: float) -> bool:
+        if now + self.slack < self.next:
+            return False
+        self.next = max(self.next + self.period, now - self.slack)
+        return True
+
+    def reset(self) -> None:
+        """Make the next call due (a new command should go out at once)."""
+        self.next = -math.inf
 
 
 @dataclass
@@ -148,6 +184,16 @@ class DroneLink:
         self.sender.close()
         if self.cf.link is not None:
             self.cf.close_link()
+
+
+def close_all(links: list[DroneLink]) -> None:
+    """Close every link, in parallel: cflib's close waits up to 1 s for each drone's receive thread."""
+    threads = [threading.Thread(target=link.close, name=f"nanoswarm-close-{link.spec.id}", daemon=True)
+               for link in links]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5.0)
 
 
 def _connect_once(factory: CachedCfFactory, uri: str, timeout_s: float) -> tuple[Crazyflie | None, str]:
@@ -209,8 +255,7 @@ def connect_swarm(drones: list[DroneSpec], uris: list[str], timeout_s: float, re
     links = [DroneLink(spec, uri, cf) for spec, uri, (cf, _) in zip(drones, uris, results) if cf is not None]
     failed = [(spec, uri, reasons) for spec, uri, (cf, reasons) in zip(drones, uris, results) if cf is None]
     if failed:
-        for link in links:
-            link.close()
+        close_all(links)
         lines = [f"drone {spec.id} ({uri}): " + "; ".join(f"attempt {k + 1}: {r}" for k, r in enumerate(reasons))
                  for spec, uri, reasons in failed]
         raise ConnectError(f"{len(failed)} of {len(drones)} drones did not connect, so none will fly:\n  "
@@ -219,31 +264,43 @@ def connect_swarm(drones: list[DroneSpec], uris: list[str], timeout_s: float, re
     return links
 
 
-def emergency_stop(links: list[DroneLink]) -> float:
-    """Motors off on every drone now, all links in parallel; returns the seconds until every stop was sent.
+def emergency_stop(links: list[DroneLink], rounds: int = EMERGENCY_ROUNDS) -> float:
+    """Motors off on every drone now, all links in parallel; returns the seconds until every drone's first
+    stop was sent.
 
     Pending setpoints are dropped first so that nothing queued re-arms a motor; then each drone gets a stop
     setpoint (streamed-setpoint priority), a commander stop and the supervisor's emergency stop, which on a
-    Crazyflie locks the motors until it is rebooted.
+    Crazyflie locks the motors until it is rebooted. The stops are sent `rounds` times, EMERGENCY_INTERVAL_S
+    apart, so that a lost packet cannot leave a motor running.
     """
     start = time.monotonic()
     for link in links:
         link.sender.halt()
+    first_round = threading.Barrier(len(links) + 1)
 
     def stop(link: DroneLink) -> None:
-        for send in (link.cf.commander.send_stop_setpoint, link.cf.high_level_commander.stop,
-                     link.cf.supervisor.send_emergency_stop):
-            if link.cf.link is None:
-                return
-            try:
-                send()
-            except Exception:  # a dead link must not keep the next stop from going out
-                continue
+        for round_ in range(rounds):
+            for send in (link.cf.commander.send_stop_setpoint, link.cf.high_level_commander.stop,
+                         link.cf.supervisor.send_emergency_stop):
+                if link.cf.link is None:
+                    break
+                try:
+                    send()
+                except Exception:  # a dead link must not keep the next stop from going out
+                    continue
+            if round_ == 0:
+                first_round.wait(EMERGENCY_JOIN_S)
+            time.sleep(EMERGENCY_INTERVAL_S)
 
     threads = [threading.Thread(target=stop, args=(link,), name=f"nanoswarm-estop-{link.spec.id}", daemon=True)
                for link in links]
     for thread in threads:
         thread.start()
+    try:
+        first_round.wait(EMERGENCY_JOIN_S)
+    except threading.BrokenBarrierError:
+        pass
+    sent = time.monotonic() - start
     for thread in threads:
-        thread.join(timeout=EMERGENCY_JOIN_S)
-    return time.monotonic() - start
+        thread.join(timeout=EMERGENCY_JOIN_S + rounds * EMERGENCY_INTERVAL_S)
+    return sent

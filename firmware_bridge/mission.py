@@ -114,9 +114,11 @@ class SafetyLimits:
 @dataclass(frozen=True)
 class LaptopSettings:
     """Laptop-in-the-loop: the policy flies a simulated twin of each drone, re-anchored to telemetry every
-    cycle; the twin's state `horizon_s` ahead is streamed as a full-state setpoint (see laptop.py)."""
+    cycle; the twin's state `horizon_s` ahead is streamed as a full-state setpoint (see laptop.py). A rollout
+    costs about 5 ms per control step (10 ms) for a few drones on a laptop core, so fly this mode with a
+    loop_hz of about 20."""
 
-    horizon_s: float = 0.1             # how far the twin is rolled out per cycle
+    horizon_s: float = 0.05            # how far the twin is rolled out per cycle
     params: str = "crazyflie21_sysid"  # the twin's airframe: the set the policy was trained with
     absent_distance: float = 4.0       # m: where a missing neighbour is observed (the app's absentDist)
     obstacle_sense_range: float = 0.5  # m: the obstacle grid reads this (no obstacles are known in flight)

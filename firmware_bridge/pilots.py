@@ -22,7 +22,6 @@ repeats of its older one. Every send goes through the drone's `LinkSender`, neve
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable
 
@@ -31,7 +30,7 @@ from cflib.crazyflie import Crazyflie
 
 from nanoswarm.export.crazyflie_app import COMMAND_DISABLE, COMMAND_FLY, COMMAND_LAND, command_packet
 from nanoswarm.firmware_bridge.laptop import LaptopPolicy
-from nanoswarm.firmware_bridge.links import DroneLink
+from nanoswarm.firmware_bridge.links import DroneLink, Pacer
 from nanoswarm.firmware_bridge.mission import Mission, Phase, travel_time
 from nanoswarm.firmware_bridge.telemetry import Snapshot
 
@@ -103,7 +102,7 @@ class OnboardPilot(Pilot):
     def __init__(self, links: list[DroneLink], mission: Mission):
         super().__init__(links, mission)
         self.commands: dict[int, tuple[np.ndarray, int]] = {}     # drone -> (goal, COMMAND_*) being streamed
-        self.next_send = -math.inf
+        self.pacer = Pacer(mission.command_hz, mission.loop_hz)
 
     def prepare(self) -> list[str]:
         done = []
@@ -121,20 +120,19 @@ class OnboardPilot(Pilot):
         elif phase.action == "land":
             for i in flying:
                 self.land_one(now, i, snaps[i])
-        self.next_send = -math.inf
+        self.pacer.reset()
 
     def land_one(self, now: float, i: int, snap: Snapshot) -> None:
         if i not in self.commands:        # still under the commander (take-off): the commander lands it
             super().land_one(now, i, snap)
             return
         self.commands[i] = (np.nan_to_num(self.commands[i][0]), COMMAND_LAND)
-        self.next_send = -math.inf
+        self.pacer.reset()
 
     def tick(self, now: float, phase: Phase, flying: list[int], snaps: list[Snapshot]) -> None:
         super().tick(now, phase, flying, snaps)
-        if now < self.next_send:
+        if not self.pacer.due(now):
             return
-        self.next_send = now + 1.0 / self.mission.command_hz
         for i, (goal, command) in self.commands.items():
             packet = command_packet(goal, command)
             self.links[i].sender.stream("app", lambda cf=self.links[i].cf, p=packet: cf.appchannel.send_packet(p))

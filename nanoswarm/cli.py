@@ -18,6 +18,7 @@ from rich.table import Table
 
 from nanoswarm.config import ConfigError
 from nanoswarm.export.errors import EXPORT_FAILURES
+from nanoswarm.firmware_bridge.errors import BRIDGE_FAILURES
 from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
@@ -197,6 +198,36 @@ def cmd_hil(args: argparse.Namespace) -> int:
     return 5 if result["failures"] else 0
 
 
+def cmd_fly(args: argparse.Namespace) -> int:
+    from nanoswarm.firmware_bridge.fly import run_fly
+
+    try:
+        summary = run_fly(args.swarm, args.mission, args.log, dry_run=args.dry_run, mode=args.mode,
+                          policy_dir=args.policy, console=console, keys=sys.stdin,
+                          virtual_base_port=args.virtual_port)
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped (Ctrl-C)[/yellow]")
+        return 130
+    rows = summary.as_dict()
+    shown = {k: v for k, v in rows.items() if k not in ("stream_hz", "log_dir", "plot")}
+    shown.update({f"stream_hz {k}": v for k, v in summary.stream_hz.items()})
+    console.print(_table(f"nanoswarm fly: {summary.mission} with {summary.swarm} ({summary.mode})", shown))
+    console.print(f"flight log: {summary.log_dir}  plot: {summary.plot}")
+    _write_json(args.json, rows)
+    return 0 if summary.completed else 1
+
+
+def cmd_bench_fly(args: argparse.Namespace) -> int:
+    from nanoswarm.firmware_bridge.bench import bench_fly
+
+    result = bench_fly(drones=args.drones, telemetry_hz=args.telemetry_hz, command_hz=args.command_hz,
+                       hold_s=args.hold, policy=args.policy, base_port=args.base_port)
+    rows = result.as_dict()
+    console.print(_table("nanoswarm bench fly", rows))
+    _write_json(args.json, rows)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanoswarm", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -262,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--json", help="also write the result to this JSON file")
     cg.set_defaults(run=cmd_codegen)
 
+    fly = verbs.add_parser("fly", help="fly a swarm through a mission with cflib; --dry-run rehearses it on a "
+                                       "virtual swarm on this machine")
+    fly.add_argument("--swarm", required=True, help="manifest: a hardware/swarms name (cf8_lab, virtual8) or a YAML path")
+    fly.add_argument("--mission", required=True, help="mission YAML, e.g. missions/goal_swap.yaml")
+    fly.add_argument("--log", help="flight folder: telemetry, events, summary, plot (default runs/fly/TIME_SWARM_MISSION)")
+    fly.add_argument("--dry-run", action="store_true", help="fly a virtual swarm on loopback instead of the manifest's URIs")
+    fly.add_argument("--mode", choices=["stock", "onboard", "laptop"], help="control mode (default: the mission's)")
+    fly.add_argument("--policy", help="export folder (nanoswarm export --out DIR): laptop mode's policy, and the one "
+                                      "a dry run's virtual drones fly onboard")
+    fly.add_argument("--virtual-port", type=int, default=19850, help="first UDP port of the dry run's virtual swarm")
+    fly.add_argument("--json", help="also write the summary to this JSON file")
+    fly.set_defaults(run=cmd_fly)
+
     hil = verbs.add_parser("hil", help="hardware in the loop: send observations to a board running the exported "
                                        "policy over a serial port and compare its actions with the host build")
     hil.add_argument("port", help="serial port (/dev/ttyUSB0, COM3, socket://HOST:PORT), or `host` / `qemu` to "
@@ -299,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-compile", action="store_true", help="eager simulator step")
     tr.add_argument("--json", help="also write the result to this JSON file")
     tr.set_defaults(run=cmd_bench_train)
+    bf = targets.add_parser("fly", help="flight bridge against virtual drones: telemetry and goal rates, loop "
+                                        "latency, CPU")
+    bf.add_argument("--drones", type=int, default=16)
+    bf.add_argument("--telemetry-hz", type=float, default=100.0, help="state log rate per drone")
+    bf.add_argument("--command-hz", type=float, default=100.0, help="onboard goal packets per drone and second")
+    bf.add_argument("--hold", type=float, default=10.0, help="seconds of hovering in the measured flight")
+    bf.add_argument("--policy", default="swarm8", help="shipped checkpoint the virtual drones fly onboard")
+    bf.add_argument("--base-port", type=int, default=19850, help="first UDP port of the virtual swarm")
+    bf.add_argument("--json", help="also write the result to this JSON file")
+    bf.set_defaults(run=cmd_bench_fly)
     return parser
 
 
@@ -310,6 +364,7 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     (TrainingInterrupted, "[yellow]stopped:[/yellow]", 130),
     *EXPORT_FAILURES,
     *HIL_FAILURES,
+    *BRIDGE_FAILURES,
 )
 
 

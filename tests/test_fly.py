@@ -20,11 +20,11 @@ from rich.console import Console
 
 from nanoswarm.config import ConfigError, from_mapping, to_mapping
 from nanoswarm.export.onnx_export import action_metadata, export_onnx
-from nanoswarm.firmware_bridge.errors import LaptopPolicyError
+from nanoswarm.firmware_bridge.errors import PolicyError
 from nanoswarm.firmware_bridge.flight_log import FlightLog, read_events, read_tracks
 from nanoswarm.firmware_bridge.keys import KeyWatcher
 from nanoswarm.firmware_bridge.laptop import LaptopPolicy, observe_twins
-from nanoswarm.firmware_bridge.links import LinkSender
+from nanoswarm.firmware_bridge.links import LinkSender, Pacer
 from nanoswarm.firmware_bridge.manifest import SwarmManifest, load_manifest
 from nanoswarm.firmware_bridge.mission import (LaptopSettings, Mission, MissionSequencer, SafetyLimits,
                                                assign_slots, load_mission, plan_mission, travel_time)
@@ -369,6 +369,14 @@ def test_a_halted_sender_drops_what_is_pending_and_accepts_nothing():
     assert sent == []
 
 
+@pytest.mark.parametrize("hz, expected", [(50.0, 50), (10.0, 10), (20.0, 20)])
+def test_a_pacer_holds_its_rate_in_a_jittery_loop_of_the_same_rate_or_faster(hz, expected):
+    pacer = Pacer(hz, loop_hz=50.0)
+    rng = np.random.default_rng(0)
+    ticks = np.arange(500) * 0.02 + rng.uniform(-0.004, 0.004, 500)     # 10 s of a 50 Hz loop, +-4 ms jitter
+    assert sum(pacer.due(t) for t in ticks) == pytest.approx(expected * 10, abs=2)
+
+
 # ----------------------------------------------------------------------------------- laptop in the loop
 def random_twins(m: int, seed: int) -> DroneState:
     g = torch.Generator().manual_seed(seed)
@@ -430,9 +438,9 @@ def test_laptop_twins_start_where_the_drones_are_and_stream_their_short_horizon_
 
 
 def test_laptop_mode_refuses_a_missing_policy_or_another_airframe(exported_policy, tmp_path):
-    with pytest.raises(LaptopPolicyError, match="nanoswarm export"):
+    with pytest.raises(PolicyError, match="nanoswarm export"):
         LaptopPolicy(tmp_path, LaptopSettings(), drones=2)
-    with pytest.raises(LaptopPolicyError, match="thrust_curve"):
+    with pytest.raises(PolicyError, match="thrust_curve"):
         LaptopPolicy(exported_policy, LaptopSettings(params="l2f_2023"), drones=2)
 
 
@@ -447,7 +455,7 @@ def test_mode_override_keeps_the_rest_of_the_mission():
 # Crazyflies on loopback UDP): missions here are short, and tolerances allow for its hover wander.
 from nanoswarm.firmware_bridge.errors import ConnectError, PreflightError  # noqa: E402
 from nanoswarm.firmware_bridge.fly import FlightSummary, run_fly  # noqa: E402
-from nanoswarm.firmware_bridge.links import connect_swarm  # noqa: E402
+from nanoswarm.firmware_bridge.links import close_all, connect_swarm  # noqa: E402
 from nanoswarm.firmware_bridge.telemetry import DroneTelemetry  # noqa: E402
 from nanoswarm.firmware_bridge.virtual import LinkFaults, VirtualSwarm  # noqa: E402
 
@@ -567,8 +575,7 @@ def test_eight_drones_connect_log_take_params_and_fly_a_goal_swap(tmp_path, toc_
             for t in telemetry:
                 t.stop()
         finally:
-            for link in links:
-                link.close()
+            close_all(links)
     assert summary.completed and summary.aborted is None, events_of(summary)
     assert summary.goals_reached >= 0.8 * summary.goals_asked and summary.goals_asked == 16
     assert summary.collisions == 0 and summary.min_separation_m > 0.25 and summary.link_losses == 0
@@ -584,24 +591,55 @@ def test_eight_drones_connect_log_take_params_and_fly_a_goal_swap(tmp_path, toc_
     assert [e.message for e in events_of(summary) if e.kind == "phase"][-1] == "3:land ended"
 
 
-def test_an_emergency_stop_cuts_every_motor_within_100_ms(tmp_path, toc_cache):
-    """The issue's own real-time bound: from the stop request to every virtual drone's supervisor having
-    cut its motors (it locks after an emergency stop), within 100 ms."""
-    manifest = small_manifest(8)
-    with virtual_swarm(manifest) as swarm:
-        flight = Flying(manifest, short_mission(middle=[{"action": "hold", "duration_s": 30.0}]), swarm, tmp_path,
-                        toc_cache)
-        flight.wait_until(lambda: swarm.positions()[:, 2].min() > 0.5)
-        requested = time.monotonic()
-        flight.stop.set()
-        while not all(s.state in ("EXCEPT_FREE_FALL", "LOCKED") for s in swarm.states()) \
-                and time.monotonic() - requested < 2.0:
+def _swarm_watching_for_a_stop(n: int, base_port: int, starts: list, ready, airborne, stopped) -> None:
+    """Child process: a virtual swarm that reports when all its drones are airborne, then the monotonic time
+    (system-wide) at which every drone's supervisor has cut its motors."""
+    with VirtualSwarm(n, base_port=base_port, start_positions=np.array(starts)) as swarm:
+        ready.set()
+        while swarm.positions()[:, 2].min() < 0.5:
+            time.sleep(0.005)
+        airborne.set()
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            if all(s.state in ("EXCEPT_FREE_FALL", "LOCKED") for s in swarm.states()):
+                stopped.put(time.monotonic())
+                return
             time.sleep(0.001)
-        cut = time.monotonic() - requested
-        states = swarm.states()
-        summary = flight.summary()
-    assert all(s.state in ("EXCEPT_FREE_FALL", "LOCKED") for s in states), states
-    assert cut < 0.1, f"motors cut {cut * 1000:.0f} ms after the request"
+        stopped.put(None)
+
+
+def test_a_key_stops_every_motor_within_100_ms(tmp_path, toc_cache):
+    """Any key on the flight's terminal is an emergency stop. The issue's own real-time bound: 100 ms from the
+    keypress until every drone's supervisor has cut its motors (a drone locks after an emergency stop). The
+    virtual swarm runs in its own process, as drones have their own processors, so the bound is on the wall
+    clock across both."""
+    import multiprocessing
+
+    manifest = small_manifest(8)
+    base_port = free_base_port(8)
+    manifest = from_mapping(SwarmManifest, {**to_mapping(manifest), "drones": [
+        {**to_mapping(d), "uri": f"udp://127.0.0.1:{base_port + i}"} for i, d in enumerate(manifest.drones)]})
+    spawn = multiprocessing.get_context("spawn")
+    ready, airborne, stopped = spawn.Event(), spawn.Event(), spawn.Queue()
+    child = spawn.Process(target=_swarm_watching_for_a_stop, daemon=True, args=(
+        8, base_port, [d.start for d in manifest.drones], ready, airborne, stopped))
+    child.start()
+    master, slave = pty.openpty()
+    try:
+        assert ready.wait(60.0), "the virtual swarm's process did not start"
+        with os.fdopen(slave, "r") as terminal:
+            flight = Flying(manifest, short_mission(middle=[{"action": "hold", "duration_s": 30.0}]), None,
+                            tmp_path, toc_cache, keys=terminal)
+            flight.wait_until(airborne.is_set)
+            requested = time.monotonic()
+            os.write(master, b"x")                      # any key on the terminal running the flight
+            cut = stopped.get(timeout=35.0)
+            summary = flight.summary()
+    finally:
+        os.close(master)
+        child.join(timeout=10.0)
+    assert cut is not None, "the motors were never cut"
+    assert cut - requested < 0.1, f"motors cut {(cut - requested) * 1000:.0f} ms after the key"
     assert summary.emergency_stop_s < 0.1 and summary.aborted.startswith("emergency stop") and not summary.completed
     assert [e.kind for e in events_of(summary)][-1] == "emergency_stop"
 
@@ -632,7 +670,7 @@ def test_a_silent_drone_is_detected_and_the_rest_follow_the_rule(tmp_path, toc_c
 def test_a_low_battery_lands_that_drone_and_the_rest_fly_on(tmp_path, toc_cache):
     manifest = small_manifest(2)
     with virtual_swarm(manifest) as swarm:
-        flight = Flying(manifest, short_mission(middle=[{"action": "hold", "duration_s": 4.0}]), swarm, tmp_path,
+        flight = Flying(manifest, short_mission(middle=[{"action": "hold", "duration_s": 3.0}]), swarm, tmp_path,
                         toc_cache)
         flight.wait_until(lambda: swarm.positions()[:, 2].min() > 0.6)
         swarm.sag_battery(0, 1.0)
@@ -676,7 +714,8 @@ def test_connect_names_every_drone_that_failed_and_why(toc_cache):
     assert f"drone 2 ({swarm.uris[1]}): attempt 1: no complete answer within 1 s" in message
     assert "attempt 2:" in message and f"drone 3 ({swarm.uris[2]}): attempt 1:" in message
     assert "drone 1 " not in message
-    assert took < 5.0, "attempts are bounded by their deadlines, in parallel"
+    # Two attempts of at most 1 s each, plus cflib's close (up to 1 s), for both failed drones in parallel.
+    assert took < 8.0, "attempts are bounded by their deadlines"
 
 
 def test_preflight_refuses_swapped_drones_and_nothing_takes_off(tmp_path, toc_cache):
@@ -694,7 +733,7 @@ def test_preflight_refuses_swapped_drones_and_nothing_takes_off(tmp_path, toc_ca
 
 def test_onboard_mode_streams_goals_that_the_app_flies_then_lands_on_its_own(tmp_path, toc_cache, exported_policy):
     """Plumbing of the onboard path with an untrained policy: the goal packets arrive (the app flies POLICY),
-    the bridge wrote the app's id, and the app's own landing (LAND, then LANDED) brings the drones down."""
+    the bridge wrote the app's id, and the app's own landing (LAND) brings the drones down."""
     manifest = small_manifest(2)
     mission = short_mission("onboard", middle=[{"action": "hold", "duration_s": 1.0}])
     seen: list[set[str]] = [set(), set()]
@@ -706,38 +745,44 @@ def test_onboard_mode_streams_goals_that_the_app_flies_then_lands_on_its_own(tmp
             time.sleep(0.01)
         summary = flight.summary()
         final = swarm.positions()
-    assert all({"IDLE", "POLICY", "LAND", "LANDED"} <= modes for modes in seen), seen
+    # The bridge counts a drone landed below landed_height (8 cm), the app below its landCutZ (5 cm).
+    assert all({"IDLE", "POLICY"} <= modes and modes & {"LAND", "LANDED"} for modes in seen), seen
     params = [e.message for e in events_of(summary) if e.kind == "param"]
     assert "drone 2: nanoswarm.id = 2" in params and "drone 1: stabilizer.controller = 6" in params
-    assert summary.stream_hz > 5 and final[:, 2].max() < 0.1
+    assert summary.stream_hz["app"] == pytest.approx(mission.command_hz, rel=0.3) and final[:, 2].max() < 0.1
 
 
 def test_laptop_mode_flies_twins_and_streams_their_full_state(tmp_path, toc_cache, exported_policy):
-    """Plumbing of laptop-in-the-loop with an untrained (hover-biased) policy: full-state setpoints stream every
-    cycle during the policy phase and keep the drones in the air; landing hands them back to the commander."""
+    """Plumbing of laptop-in-the-loop with an untrained (hover-biased) policy: during the policy phase the
+    drones fly the streamed full-state setpoints (the commander holds a streamed setpoint, not its own plan)
+    and stay in the air; landing hands them back to the commander."""
     manifest = small_manifest(2)
-    mission = short_mission("laptop", middle=[{"action": "hold", "duration_s": 2.0}], loop_hz=25.0,
+    mission = short_mission("laptop", middle=[{"action": "hold", "duration_s": 2.0}], loop_hz=20.0,
                             laptop={"horizon_s": 0.05})
-    heights = []
+    streamed, heights = [], []
     with virtual_swarm(manifest) as swarm:
         flight = Flying(manifest, mission, swarm, tmp_path, toc_cache, policy_dir=exported_policy)
-        flight.wait_until(lambda: any(e == "1:hold begins" for e in (
-            [json.loads(x)["message"] for x in (tmp_path / "events.jsonl").read_text().splitlines()]
-            if (tmp_path / "events.jsonl").is_file() else [])), timeout_s=20.0)
-        while not flight.event_seen("phase") or "2:land begins" not in (tmp_path / "events.jsonl").read_text():
-            heights.append(swarm.positions()[:, 2].min())
-            time.sleep(0.05)
+        while flight.thread.is_alive():
+            text = (tmp_path / "events.jsonl").read_text() if (tmp_path / "events.jsonl").is_file() else ""
+            if "1:hold begins" in text and "2:land begins" not in text:
+                streamed.append(bool(np.all(swarm.commander.priority == 2)))   # PRIORITY_STREAM
+                heights.append(swarm.positions()[:, 2].min())
+            time.sleep(0.02)
         summary = flight.summary()
         final = swarm.positions()
     assert summary.completed, events_of(summary)
-    assert min(heights) > 0.3, "the streamed twin states kept both drones flying"
-    assert summary.stream_hz > 5 and final[:, 2].max() < 0.1
+    assert sum(streamed) > 0.8 * len(streamed) > 10, "the drones flew streamed setpoints through the hold"
+    assert min(heights) > 0.4 and final[:, 2].max() < 0.1
+    assert summary.stream_hz["setpoint"] > 5
 
 
-def test_dry_run_starts_its_own_virtual_swarm_and_streams_mocap_positions(tmp_path, toc_cache):
+def test_dry_run_starts_its_own_virtual_swarm_streams_mocap_and_shows_the_live_table(tmp_path, toc_cache):
     manifest = small_manifest(2, mocap={"system": "vicon", "hostname": "unused", "rate_hz": 50.0})
-    summary = run_fly(manifest, short_mission(), tmp_path, dry_run=True, toc_cache=toc_cache,
-                      virtual_base_port=free_base_port(2))
+    console = Console(record=True, width=120, force_terminal=True)
+    summary = run_fly(manifest, short_mission(), tmp_path / "flight", dry_run=True, toc_cache=toc_cache,
+                      virtual_base_port=free_base_port(2), console=console)
+    shown = console.export_text()
+    assert "nanoswarm fly" in shown and "1:hold" in shown and shown.count("landed") >= 2
     assert summary.completed and summary.dry_run and summary.collisions == 0
-    assert summary.stream_hz > 30, "extpos streamed at the mocap rate"
-    assert Path(summary.plot).is_file() and json.loads((tmp_path / "summary.json").read_text())["completed"]
+    assert summary.stream_hz["extpos"] == pytest.approx(50.0, rel=0.3), "extpos streamed at the mocap rate"
+    assert Path(summary.plot).is_file() and json.loads((tmp_path / "flight" / "summary.json").read_text())["completed"]

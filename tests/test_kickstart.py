@@ -59,8 +59,11 @@ def test_a_run_starts_from_init_from_or_the_kickstart_not_both():
         config.validate()
 
 
-def test_trainer_counts_the_kickstarts_samples_and_time():
+def test_trainer_counts_the_kickstarts_samples_and_keeps_its_normalisation():
     config = tiny_config(kickstart=DaggerConfig(iterations=1, num_envs=2, rollout_steps=5, batch_size=8,
                                                 buffer_size=64))
     trainer = Trainer(config)
     assert trainer.agent_steps == 1 * 5 * 2 * 3 and trainer.train_time > 0
+    learned = {k: v.clone() for k, v in trainer.policy.obs_norm.state_dict().items()}
+    trainer.train_step()
+    assert all(torch.equal(v, trainer.policy.obs_norm.state_dict()[k]) for k, v in learned.items())

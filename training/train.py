@@ -216,7 +216,10 @@ class Trainer:
                                          f"{self.agent_steps:,}: parameter '{name}' became NaN or Inf; lower "
                                          "ppo.learning_rate or ppo.max_grad_norm and resume from the last checkpoint")
         # Normalisation moves only after the update, so the update saw the statistics the rollout used.
-        self.policy.obs_norm.update(buf.obs)
+        # A kickstarted actor keeps the statistics it learned to fly with: moving them under it (PPO's noisy
+        # rollouts visit wider states) changed what the frozen actor computed and cost it half its success.
+        if not cfg.kickstart.iterations:
+            self.policy.obs_norm.update(buf.obs)
         stats["std"] = float(self.policy.actor.log_std.detach().exp().mean())
         return stats
 

@@ -202,7 +202,9 @@ class Commander:
     def age(self, now: float) -> np.ndarray:
         return now - self.timestamp
 
-    def motors_off(self) -> np.ndarray:
-        """Drones whose setpoint stops the motors: none received yet, a stop setpoint, or a thrust of 0 (with
-        which the firmware's controllers stop the motors; cflib's close_link sends one)."""
-        return ~self.received | self.off | ((self.z == Z_THRUST) & (self.thrust == 0.0))
+    def motors_off(self, now: float) -> np.ndarray:
+        """Drones whose setpoint stops the motors: none received yet, one older than the watchdog's cut (the
+        commander then hands out the null setpoint), a stop setpoint, or a thrust of 0 (with which the
+        firmware's controllers stop the motors; cflib's close_link sends one)."""
+        stale = self.age(now) > WATCHDOG_CUT_MS / 1000.0
+        return ~self.received | stale | self.off | ((self.z == Z_THRUST) & (self.thrust == 0.0))

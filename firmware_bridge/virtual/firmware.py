@@ -31,7 +31,7 @@ from nanoswarm.firmware_bridge.virtual.crtp import MAX_PAYLOAD, Packet, Port, pa
 from nanoswarm.firmware_bridge.virtual.errors import MalformedPacket
 from nanoswarm.firmware_bridge.virtual.high_level import HighLevelCommander
 from nanoswarm.firmware_bridge.virtual.link import Address, DroneLink
-from nanoswarm.firmware_bridge.virtual.logblocks import LogBlocks
+from nanoswarm.firmware_bridge.virtual.logblocks import MAX_BLOCKS, MAX_VARIABLES, LogBlocks
 from nanoswarm.firmware_bridge.virtual.onboard import OnboardApps
 from nanoswarm.firmware_bridge.virtual.supervisor import Supervisor
 from nanoswarm.firmware_bridge.virtual.telemetry import Telemetry
@@ -46,7 +46,6 @@ TOC_ITEM_V1, TOC_INFO_V1, TOC_ITEM_V2, TOC_INFO_V2 = 0, 1, 2, 3
 PARAM_TOC, PARAM_READ, PARAM_WRITE, PARAM_MISC = 0, 1, 2, 3
 MISC_SET_BY_NAME, MISC_EXTENDED_TYPE, MISC_PERSISTENT_STORE, MISC_PERSISTENT_STATE = 0, 2, 3, 4
 MISC_PERSISTENT_CLEAR, MISC_DEFAULT_V1, MISC_EXTENDED_TYPE_V2, MISC_DEFAULT_V2 = 5, 6, 7, 8
-LOG_MAX_BLOCKS, LOG_MAX_OPS = 16, 128
 SUPERVISOR_INFO, SUPERVISOR_COMMAND = 0, 1
 SUPERVISOR_BITFIELD, SUPERVISOR_ARM, SUPERVISOR_RECOVER, SUPERVISOR_STOP, SUPERVISOR_STOP_WATCHDOG = 0x0C, 1, 2, 3, 4
 RESPONSE = 0x80
@@ -56,7 +55,7 @@ PACKED_POSE = struct.Struct("<BhhhI")      # id, x, y, z (mm), compressed quater
 
 
 @dataclass
-class Onboard:
+class SwarmSystems:
     """What every virtual drone's firmware shares: the swarm's batched subsystems (one row per drone)."""
 
     clock: Callable[[], float]
@@ -73,11 +72,11 @@ class Onboard:
 class VirtualCrazyflie:
     """The CRTP services of drone `index`; `receive` runs under the swarm's lock."""
 
-    def __init__(self, index: int, onboard: Onboard, link: DroneLink):
+    def __init__(self, index: int, systems: SwarmSystems, link: DroneLink):
         self.index = index
-        self.onboard = onboard
+        self.systems = systems
         self.link = link
-        self.log_blocks = LogBlocks(onboard.log_toc)
+        self.log_blocks = LogBlocks(systems.log_toc)
         self.malformed = 0
         self.handlers: dict[int, Callable[[Packet], list[bytes]]] = {
             Port.LINK: self._link, Port.PLATFORM: self._platform, Port.PARAM: self._param, Port.LOG: self._log,
@@ -130,19 +129,19 @@ class VirtualCrazyflie:
             answers = {0: bytes((PROTOCOL_VERSION,)), 1: FIRMWARE_VERSION, 2: DEVICE_TYPE}
             return [packet(Port.PLATFORM, 1, bytes((command,)) + answers[command])] if command in answers else []
         if pk.channel == 2:
-            apps = self.onboard.apps
+            apps = self.systems.apps
             if apps is not None:
-                apps.command(self.index, pk.data, int(self.onboard.clock() * 1000.0))
+                apps.command(self.index, pk.data, int(self.systems.clock() * 1000.0))
             return []
         if pk.channel == 0 and command == 1 and len(pk.data) >= 2:    # legacy arming request
-            self.onboard.supervisor.request_arming(self.index, bool(pk.data[1]))
+            self.systems.supervisor.request_arming(self.index, bool(pk.data[1]))
         elif pk.channel == 0 and command == 2:                        # legacy crash recovery request
-            self.onboard.supervisor.request_crash_recovery(self.index)
+            self.systems.supervisor.request_crash_recovery(self.index)
         return []
 
     # ---- parameters ----------------------------------------------------------------------------------
     def _param(self, pk: Packet) -> list[bytes]:
-        toc, data = self.onboard.param_toc, pk.data
+        toc, data = self.systems.param_toc, pk.data
         if pk.channel == PARAM_TOC:
             return [packet(Port.PARAM, 0, reply) for reply in self._toc_reply(toc, data)]
         if pk.channel == PARAM_MISC:
@@ -167,7 +166,7 @@ class VirtualCrazyflie:
     def _param_misc(self, data: bytes) -> list[bytes]:
         if not data:
             raise MalformedPacket("empty parameter misc command")
-        command, toc = data[0], self.onboard.param_toc
+        command, toc = data[0], self.systems.param_toc
         if command == MISC_SET_BY_NAME:
             parts = data[1:].split(b"\0", 2)
             if len(parts) < 3 or not parts[2]:
@@ -189,7 +188,7 @@ class VirtualCrazyflie:
         ident = struct.unpack_from("<H", data, 1)[0]
         variable = toc.get(ident)
         if command in (MISC_DEFAULT_V1, MISC_DEFAULT_V2) and variable is not None:
-            default = variable.ctype.pack(self.onboard.defaults[ident][self.index])
+            default = variable.ctype.pack(self.systems.defaults[ident][self.index])
             return [data[:3] + (b"\0" if command == MISC_DEFAULT_V2 else b"") + default]
         if command in (MISC_EXTENDED_TYPE, MISC_EXTENDED_TYPE_V2, MISC_PERSISTENT_STORE, MISC_PERSISTENT_STATE,
                        MISC_PERSISTENT_CLEAR, MISC_DEFAULT_V1, MISC_DEFAULT_V2):
@@ -202,7 +201,7 @@ class VirtualCrazyflie:
         command = data[0]
         if command == TOC_INFO_V2:
             info = struct.pack("<BHI", TOC_INFO_V2, len(toc), toc.crc)
-            return [info + (bytes((LOG_MAX_BLOCKS, LOG_MAX_OPS)) if toc.kind == "log" else b"")]
+            return [info + (bytes((MAX_BLOCKS, MAX_VARIABLES)) if toc.kind == "log" else b"")]
         if command == TOC_ITEM_V2:
             if len(data) < 3:
                 raise MalformedPacket("TOC item request without an id")
@@ -217,9 +216,9 @@ class VirtualCrazyflie:
     # ---- logs and memory -----------------------------------------------------------------------------
     def _log(self, pk: Packet) -> list[bytes]:
         if pk.channel == 0:
-            return [packet(Port.LOG, 0, reply) for reply in self._toc_reply(self.onboard.log_toc, pk.data)]
+            return [packet(Port.LOG, 0, reply) for reply in self._toc_reply(self.systems.log_toc, pk.data)]
         if pk.channel == 1:
-            reply = self.log_blocks.control(pk.data, self.onboard.clock())
+            reply = self.log_blocks.control(pk.data, self.systems.clock())
             return [packet(Port.LOG, 1, reply)] if reply else []
         return []
 
@@ -232,15 +231,15 @@ class VirtualCrazyflie:
     def _stream(self, write: Callable[[], None]) -> None:
         """A streamed setpoint: written at the stream's priority, which disables the high-level planner."""
         write()
-        self.onboard.high_level.disable(self.index)
+        self.systems.high_level.disable(self.index)
 
     def _commander(self, pk: Packet) -> list[bytes]:
         if pk.channel == 0:
-            self._stream(lambda: self.onboard.commander.rpyt(self.index, pk.data, self.onboard.clock()))
+            self._stream(lambda: self.systems.commander.rpyt(self.index, pk.data, self.systems.clock()))
         return []
 
     def _generic(self, pk: Packet) -> list[bytes]:
-        now, commander = self.onboard.clock(), self.onboard.commander
+        now, commander = self.systems.clock(), self.systems.commander
         if pk.channel == 0:
             setpoint = decode_generic(pk.data)
             self._stream(lambda: commander.write(self.index, setpoint, now))
@@ -250,13 +249,13 @@ class VirtualCrazyflie:
 
     def _high_level(self, pk: Packet) -> list[bytes]:
         if pk.channel == 0:
-            self.onboard.high_level.command(self.index, pk.data, self.onboard.clock(),
-                                            self.onboard.telemetry.pos[self.index])
+            self.systems.high_level.command(self.index, pk.data, self.systems.clock(),
+                                            self.systems.telemetry.pos[self.index])
         return []
 
     # ---- localization and supervisor -----------------------------------------------------------------
     def _localization(self, pk: Packet) -> list[bytes]:
-        t, data, me = self.onboard.telemetry, pk.data, self.index & 0xFF
+        t, data, me = self.systems.telemetry, pk.data, self.index & 0xFF
         if pk.channel == 0:
             t.ext_pos[self.index] = struct.unpack_from("<fff", data)
         elif pk.channel == 2:
@@ -274,18 +273,18 @@ class VirtualCrazyflie:
                         t.ext_pos[self.index] = (x / 1000.0, y / 1000.0, z / 1000.0)
                         t.ext_quat[self.index] = decompress_quaternion(quat)
             elif kind == EMERGENCY_STOP:
-                self.onboard.supervisor.emergency_stop(self.index)
+                self.systems.supervisor.emergency_stop(self.index)
             elif kind == EMERGENCY_STOP_WATCHDOG:
-                self.onboard.supervisor.emergency_stop_watchdog(self.index, self.onboard.clock())
+                self.systems.supervisor.emergency_stop_watchdog(self.index, self.systems.clock())
         return []
 
     def _supervisor(self, pk: Packet) -> list[bytes]:
-        supervisor, data = self.onboard.supervisor, pk.data
+        supervisor, data = self.systems.supervisor, pk.data
         if not data:
             raise MalformedPacket("empty supervisor packet")
         command = data[0]
         if pk.channel == SUPERVISOR_INFO and command == SUPERVISOR_BITFIELD:
-            bits = int(self.onboard.telemetry.info[self.index])
+            bits = int(self.systems.telemetry.info[self.index])
             return [packet(Port.SUPERVISOR, 0, struct.pack("<BH", RESPONSE | command, bits))]
         if pk.channel != SUPERVISOR_COMMAND:
             return []
@@ -300,5 +299,5 @@ class VirtualCrazyflie:
         if command == SUPERVISOR_STOP:
             supervisor.emergency_stop(self.index)
         elif command == SUPERVISOR_STOP_WATCHDOG:
-            supervisor.emergency_stop_watchdog(self.index, self.onboard.clock())
+            supervisor.emergency_stop_watchdog(self.index, self.systems.clock())
         return []

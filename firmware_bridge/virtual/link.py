@@ -62,13 +62,13 @@ class IoLoop(threading.Thread):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
-    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+    def call_later(self, delay_s: float, action: Callable[[], None]) -> None:
         """Run `action` on the I/O thread after `delay_s` seconds (0: as soon as it can)."""
         with self._lock:
             heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._order), action))
         self._wake()
 
-    def now(self, action: Callable[[], None], timeout_s: float = 2.0) -> None:
+    def call(self, action: Callable[[], None], timeout_s: float = 2.0) -> None:
         """Run `action` on the I/O thread and wait until it has run (sockets change only there)."""
         if threading.current_thread() is self or not self.is_alive():
             action()
@@ -80,7 +80,7 @@ class IoLoop(threading.Thread):
                 action()
             finally:
                 done.set()
-        self.later(0.0, run)
+        self.call_later(0.0, run)
         done.wait(timeout_s)
 
     def stop(self) -> None:
@@ -165,7 +165,7 @@ class DroneLink:
 
     def set_silent(self, silent: bool) -> None:
         if silent != self.silent:
-            self.io.now(self.close if silent else self.open)
+            self.io.call(self.close if silent else self.open)
 
     def set_faults(self, faults: LinkFaults, direction: str) -> None:
         if direction not in DIRECTIONS:
@@ -213,6 +213,6 @@ class DroneLink:
             return
         for _ in range(copies):
             if faults.delay_s > 0.0:
-                self.io.later(faults.delay_s, deliver)
+                self.io.call_later(faults.delay_s, deliver)
             else:
                 deliver()

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,17 @@ STATE_PACKET_SIZE = 15  # nsw_packets.h
 OUTPUT_STOCK, OUTPUT_FORCES, OUTPUT_SETPOINT, OUTPUT_MOTORS_OFF = 0, 1, 2, 3  # nsw_app.h nsw_output_kind_t
 VARIABLE_PARAM, VARIABLE_COMMAND_PARAM, VARIABLE_LOG = 0, 1, 2                 # nsw_virtual.c
 VARIABLE_CTYPES = (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_float)
+
+
+# The generated policy.c keeps its scratch buffer in static memory, and a process loads one copy of a
+# library however often it is opened: swarms sharing a library take turns at running the policy.
+_POLICY_LOCKS: dict[Path, threading.Lock] = {}
+_POLICY_LOCKS_GUARD = threading.Lock()
+
+
+def _policy_lock(library: Path) -> threading.Lock:
+    with _POLICY_LOCKS_GUARD:
+        return _POLICY_LOCKS.setdefault(Path(library).resolve(), threading.Lock())
 
 
 def default_build_dir() -> Path:
@@ -130,7 +142,7 @@ class AppStep:
 
 
 class OnboardApps:
-    """N drones' apps in one compiled library. Not thread-safe: the caller serialises every call."""
+    """N drones' apps in one compiled library. The caller serialises the calls of one instance."""
 
     def __init__(self, library: Path, ids: np.ndarray, loop_hz: int):
         self.lib = ctypes.CDLL(str(library))
@@ -153,8 +165,10 @@ class OnboardApps:
                 ("nsw_mode_name", [c.c_int], c.c_char_p)):
             fn = getattr(self.lib, name)
             fn.argtypes, fn.restype = args, result
+        self._policy_lock = _policy_lock(library)
         worst = ctypes.c_float()
-        self.self_test_passed = bool(self.lib.nsw_self_test(ctypes.byref(worst)))
+        with self._policy_lock:
+            self.self_test_passed = bool(self.lib.nsw_self_test(ctypes.byref(worst)))
         self.self_test_error = float(worst.value)
         self.count = len(ids)
         ids = np.ascontiguousarray(ids, dtype=np.uint8)
@@ -185,9 +199,10 @@ class OnboardApps:
         whose controller is the app."""
         est = np.ascontiguousarray(estimates, dtype=np.float32)
         act = np.ascontiguousarray(active, dtype=np.uint8)
-        self.lib.nsw_swarm_step(self._swarm, est.ctypes.data, act.ctypes.data, now_ms & 0xFFFFFFFF,
-                                self._kinds.ctypes.data, self._outputs.ctypes.data, self._modes.ctypes.data,
-                                self._faults.ctypes.data)
+        with self._policy_lock:
+            self.lib.nsw_swarm_step(self._swarm, est.ctypes.data, act.ctypes.data, now_ms & 0xFFFFFFFF,
+                                    self._kinds.ctypes.data, self._outputs.ctypes.data, self._modes.ctypes.data,
+                                    self._faults.ctypes.data)
         out = self._outputs
         return AppStep(kinds=self._kinds.copy(), forces=out[:, :4].copy(), hold=out[:, 4:7].copy(),
                        modes=self._modes.copy(), faults=self._faults.copy())

@@ -2,13 +2,17 @@
 the commander's setpoint, stood in for by the simulator's batched controllers.
 
 Setpoints that fly a position or a velocity go to `sim.controller.geometric_control`, the project's
-position controller, with a goal placed so that its velocity command is the setpoint's: for a position
-setpoint with velocity feed-forward v, the goal is p + v * (velocity gain / position gain); for a velocity
-axis, the goal is the drone's own position plus that offset. Setpoints that fly an attitude (RPYT,
-z-distance, manual, and the supervisor's level-out) go to `attitude_control`, an attitude loop on SO(3)
-with the geometric controller's gains, under a collective thrust that either holds the setpoint's height
-or is the setpoint's thrust (a command fraction per motor, through the airframe's thrust curve).
-All drones are computed at once; each drone takes the output of its mode.
+position controller: a position axis flies to the setpoint's position, a velocity axis to the drone's own
+position plus v * (velocity gain / position gain), the goal whose velocity command is v. Position setpoints'
+velocity (full-state setpoints, the high-level planner) is not fed forward: with the identified motors' slow
+spin-down (0.25 s) it makes this controller overshoot, a 0.5 m take-off in 0.8 s to 0.81 m instead of
+0.57 m (measured), so plans are followed with a lag (about 0.8 s) rather than an overshoot. Hovering, it
+holds a position to about 0.13 m (mean error, measured): the simulator's motor noise, rectified by the
+motors' fast spin-up and slow spin-down, pushes the drone around, and an integrator (tried) made it worse.
+Setpoints that fly an attitude (RPYT, z-distance, manual, and the supervisor's level-out) go to
+`attitude_control`, an attitude loop on SO(3) with the geometric controller's gains, under a collective
+thrust that either holds the setpoint's height or is the setpoint's thrust (a command fraction per motor,
+through the airframe's thrust curve). All drones are computed at once; each drone takes its mode's output.
 """
 
 from __future__ import annotations
@@ -32,11 +36,46 @@ MIN_UP_Z = 0.5  # the collective thrust's tilt compensation stops at 60 degrees
 class StockOutput:
     actions: torch.Tensor       # (N, 4) in [-1, 1]
     target_pos: np.ndarray      # (N, 3) position the drone is steered to (ctrltarget.x/y/z)
-    target_vel: np.ndarray      # (N, 3) velocity feed-forward (ctrltarget.vx/vy/vz)
+    target_vel: np.ndarray      # (N, 3) the setpoint's velocity, world frame (ctrltarget.vx/vy/vz)
+
+
+@dataclass
+class Reference:
+    """What the stock controller flies, per drone (N rows): the commander's setpoint, with the supervisor's
+    level-out and the app's position holds put in."""
+
+    xy: np.ndarray
+    z: np.ndarray
+    pos: np.ndarray
+    vel: np.ndarray
+    roll: np.ndarray
+    pitch: np.ndarray
+    yaw_rate: np.ndarray
+    thrust: np.ndarray
+
+    @staticmethod
+    def of(commander: Commander, level_out: np.ndarray) -> "Reference":
+        """The commander's setpoints; levelling out flies roll = pitch = yaw rate = 0 and keeps the height mode."""
+        still = np.where(level_out, 0.0, 1.0)
+        return Reference(xy=np.where(level_out, XY_ATTITUDE, commander.xy), z=commander.z.copy(),
+                         pos=commander.pos.copy(), vel=commander.vel.copy(), roll=commander.roll * still,
+                         pitch=commander.pitch * still, yaw_rate=commander.yaw_rate * still,
+                         thrust=commander.thrust.copy())
+
+    def hold(self, rows: np.ndarray, positions: np.ndarray) -> None:
+        """Hold `positions` (N, 3) on the drones `rows` (the app's HOLD and LAND outputs)."""
+        self.xy = np.where(rows, XY_POSITION, self.xy)
+        self.z = np.where(rows, Z_POSITION, self.z)
+        self.pos = np.where(rows[:, None], positions, self.pos)
+        self.vel = np.where(rows[:, None], 0.0, self.vel)
 
 
 def _tensor(values: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values), dtype=torch.float32)
+
+
+def _mask(values: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=bool))
 
 
 def attitude_control(state: DroneState, roll: torch.Tensor, pitch: torch.Tensor, yaw_rate: torch.Tensor,
@@ -61,37 +100,37 @@ def attitude_control(state: DroneState, roll: torch.Tensor, pitch: torch.Tensor,
     return action_for_thrust(thrusts.clamp_min(0.0), params)
 
 
-def stock_control(estimate: DroneState, commander: Commander, level_out: np.ndarray, params: DroneParams,
+def stock_control(estimate: DroneState, ref: Reference, params: DroneParams,
                   gains: GeometricGains = GeometricGains()) -> StockOutput:
-    """Every drone's stock-controller actions for its current setpoint (level-out overrides the attitude)."""
-    xy = np.where(level_out, XY_ATTITUDE, commander.xy)
+    """Every drone's stock-controller actions for its reference."""
     pos = estimate.pos
     rot = rotation_matrix(estimate.quat)
     heading = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
-    ref_vel = _tensor(commander.vel)
+    ref_vel = _tensor(ref.vel)
     body_x, body_y = ref_vel[:, 0], ref_vel[:, 1]
     world_xy = torch.stack((torch.cos(heading) * body_x - torch.sin(heading) * body_y,
                             torch.sin(heading) * body_x + torch.cos(heading) * body_y), dim=-1)
-    vel_xy = torch.where(_tensor(xy == XY_BODY_VELOCITY).bool()[:, None], world_xy, ref_vel[:, :2])
-    ref_pos = _tensor(commander.pos)
-    target_xy = torch.where(_tensor(xy == XY_POSITION).bool()[:, None], ref_pos[:, :2], pos[:, :2])
-    target_z = torch.where(_tensor(commander.z == Z_POSITION).bool(), ref_pos[:, 2], pos[:, 2])
+    vel_xy = torch.where(_mask(ref.xy == XY_BODY_VELOCITY)[:, None], world_xy, ref_vel[:, :2])
+    ref_pos = _tensor(ref.pos)
+    holds_xy, holds_z = ref.xy == XY_POSITION, ref.z == Z_POSITION
+    target_xy = torch.where(_mask(holds_xy)[:, None], ref_pos[:, :2], pos[:, :2])
+    target_z = torch.where(_mask(holds_z), ref_pos[:, 2], pos[:, 2])
     target = torch.cat((target_xy, target_z[:, None]), dim=-1)
     velocity = torch.cat((vel_xy, ref_vel[:, 2:]), dim=-1)
+    commanded = torch.cat((torch.where(_mask(holds_xy)[:, None], 0.0, vel_xy),
+                           torch.where(_mask(holds_z), 0.0, ref_vel[:, 2])[:, None]), dim=-1)
     lead = gains.velocity / gains.position        # s: the goal offset that commands a velocity
-    actions = geometric_control(estimate, target + velocity * lead, params, gains)
-    attitude_rows = xy == XY_ATTITUDE
+    actions = geometric_control(estimate, target + commanded * lead, params, gains)
+    attitude_rows = ref.xy == XY_ATTITUDE
     if attitude_rows.any():   # most ticks fly positions only: the attitude loop is skipped then
-        climb = gains.velocity * ((target_z - pos[:, 2]) / lead + velocity[:, 2] - estimate.vel[:, 2])
+        climb = gains.velocity * ((target_z - pos[:, 2]) / lead + commanded[:, 2] - estimate.vel[:, 2])
         up_z = rot[..., 2, 2].clamp_min(MIN_UP_Z)
         holding = params.mass * (GRAVITY + climb.clamp(-0.5 * GRAVITY, GRAVITY)) / up_z
-        fraction = _tensor(commander.thrust)
+        fraction = _tensor(ref.thrust)
         given = commanded_thrust((2.0 * fraction - 1.0)[:, None].expand(-1, 4), params).sum(-1)
-        collective = torch.where(_tensor(commander.z == Z_THRUST).bool(), given, holding)
-        attitude = _tensor(np.where(level_out[:, None], 0.0, np.stack((commander.roll, commander.pitch,
-                                                                        commander.yaw_rate), axis=1)))
-        leveling = attitude_control(estimate, attitude[:, 0], attitude[:, 1], attitude[:, 2], collective, params,
-                                    gains)
-        actions = torch.where(torch.as_tensor(attitude_rows)[:, None], leveling, actions)
+        collective = torch.where(_mask(ref.z == Z_THRUST), given, holding)
+        attitude_actions = attitude_control(estimate, _tensor(ref.roll), _tensor(ref.pitch),
+                                            _tensor(ref.yaw_rate), collective, params, gains)
+        actions = torch.where(_mask(attitude_rows)[:, None], attitude_actions, actions)
     return StockOutput(actions=actions, target_pos=target.numpy().astype(np.float64),
                        target_vel=velocity.numpy().astype(np.float64))

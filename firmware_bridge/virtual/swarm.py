@@ -27,13 +27,13 @@ from nanoswarm.firmware_bridge.virtual.battery import Batteries
 from nanoswarm.firmware_bridge.virtual.commander import Commander
 from nanoswarm.firmware_bridge.virtual.errors import VirtualSwarmError, VirtualSwarmStopped
 from nanoswarm.firmware_bridge.virtual.estimator import Estimate, Estimator
-from nanoswarm.firmware_bridge.virtual.firmware import Onboard, VirtualCrazyflie
+from nanoswarm.firmware_bridge.virtual.firmware import SwarmSystems, VirtualCrazyflie
 from nanoswarm.firmware_bridge.virtual.high_level import HighLevelCommander
 from nanoswarm.firmware_bridge.virtual.link import Address, DroneLink, IoLoop, LinkFaults
 from nanoswarm.firmware_bridge.virtual.onboard import (OUTPUT_FORCES, OUTPUT_MOTORS_OFF, OUTPUT_SETPOINT,
-                                                       OUTPUT_STOCK, OnboardApps, compile_app)
+                                                       OUTPUT_STOCK, AppStep, OnboardApps, compile_app)
 from nanoswarm.firmware_bridge.virtual.radio import P2PRadio
-from nanoswarm.firmware_bridge.virtual.stock import stock_control
+from nanoswarm.firmware_bridge.virtual.stock import Reference, stock_control
 from nanoswarm.firmware_bridge.virtual.supervisor import State, Supervisor
 from nanoswarm.firmware_bridge.virtual.telemetry import Telemetry
 from nanoswarm.firmware_bridge.virtual.toc import Toc
@@ -41,7 +41,6 @@ from nanoswarm.firmware_bridge.virtual.variables import (CONTROLLER_OUT_OF_TREE,
                                                           firmware_params, log_variables)
 from nanoswarm.firmware_bridge.virtual.world import World
 from nanoswarm.sim.config import NoiseConfig
-from nanoswarm.sim.controller import geometric_control
 from nanoswarm.sim.dynamics import action_for_thrust, commanded_thrust
 from nanoswarm.sim.params import GRAVITY
 
@@ -111,8 +110,8 @@ class VirtualSwarm:
             self.apps = OnboardApps(library, np.arange(n), loop_hz=round(1.0 / self.dt))
         self.radio = P2PRadio(n, p2p_faults, seed + 2)
 
-        self.params = ParamValues(n, firmware_params(self.apps is not None, self._reset_estimation))
-        param_variables = self.params.variables()
+        self.param_values = ParamValues(n, firmware_params(self.apps is not None, self._reset_estimation))
+        param_variables = self.param_values.variables()
         log_vars = log_variables(self.telemetry)
         if self.apps is not None:
             app_logs, app_params = app_variables(self.apps, self._command_set)
@@ -121,14 +120,14 @@ class VirtualSwarm:
         defaults = [np.array([v.read(i) for i in range(n)]) for v in param_variables]
         self._record_estimate(self.estimator.estimate(self.world.drones(), 0.0))  # readable before the first tick
         self._record_status()
-        self.onboard = Onboard(clock=self.now, commander=self.commander, high_level=self.high_level,
-                               supervisor=self.supervisor, telemetry=self.telemetry, apps=self.apps,
-                               log_toc=Toc(log_vars, "log"), param_toc=param_toc, defaults=defaults)
+        self.systems = SwarmSystems(clock=self.now, commander=self.commander, high_level=self.high_level,
+                                    supervisor=self.supervisor, telemetry=self.telemetry, apps=self.apps,
+                                    log_toc=Toc(log_vars, "log"), param_toc=param_toc, defaults=defaults)
         self.io = IoLoop()
         self.links = [DroneLink((host, base_port + i), self.io, self._receiver(i), seed * 1000 + i) for i in range(n)]
         for link in self.links:
             link.set_faults(faults, "both")
-        self.drones = [VirtualCrazyflie(i, self.onboard, link) for i, link in enumerate(self.links)]
+        self.drones = [VirtualCrazyflie(i, self.systems, link) for i, link in enumerate(self.links)]
         self._modes = np.zeros(n, dtype=np.int64)
         self._motors_running = np.zeros(n, dtype=bool)
 
@@ -158,7 +157,7 @@ class VirtualSwarm:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         for link in self.links:
-            self.io.now(link.close)
+            self.io.call(link.close)
         self.io.stop()
         if self.apps is not None:
             with self._lock:
@@ -181,6 +180,7 @@ class VirtualSwarm:
             return self.world.drones().pos.double().numpy().copy()
 
     def states(self) -> list[DroneStatus]:
+        """Every drone's app mode, supervisor state and bits, arming, battery and neighbours, now."""
         with self._locked():
             names = [State(s).name for s in self.supervisor.state]
             active, flying = self._app_active(), self.supervisor.flying()
@@ -214,6 +214,7 @@ class VirtualSwarm:
             self.links[self._drone(i)].set_faults(faults, direction)
 
     def set_p2p_faults(self, faults: LinkFaults) -> None:
+        """Loss and delay of the P2P radio between the drones' apps (duplicates change nothing there)."""
         with self._lock:
             self.radio.faults = faults
 
@@ -238,7 +239,7 @@ class VirtualSwarm:
     def _reset_estimation(self, drone: int, value: float) -> None:
         if value:
             self.estimator.reset(drone, self.now())
-            self.params["kalman.resetEstimation"][drone] = 0   # the estimator clears it once it has reset
+            self.param_values["kalman.resetEstimation"][drone] = 0   # the estimator clears it once it has reset
 
     def _command_set(self, drone: int, _value: float) -> None:
         assert self.apps is not None
@@ -273,19 +274,34 @@ class VirtualSwarm:
             self.high_level.update(now)
             changed = self.supervisor.update(
                 now, motors_running=self._motors_running, up_z=self.telemetry.up_z,
-                setpoint_age=self.commander.age(now), stop_param=self.params["stabilizer.stop"],
-                tumble_check=self.params["supervisor.tmblChckEn"] != 0)
+                setpoint_age=self.commander.age(now), stop_param=self.param_values["stabilizer.stop"],
+                tumble_check=self.param_values["supervisor.tmblChckEn"] != 0)
             for i in changed:
                 message = SUPERVISOR_MESSAGES.get(State(self.supervisor.state[i]))
                 if message:
                     self.drones[i].console(message)
 
-            stock = stock_control(est, self.commander, self.supervisor.level_out(), self.world.params)
-            actions = stock.actions
-            motors_off = self.commander.motors_off()
+            allowed = self.supervisor.motors_allowed()
+            off = self.commander.motors_off(now)   # what the stock controller makes of the commander's setpoint
+            reference = Reference.of(self.commander, self.supervisor.level_out())
+            actions = torch.full((self.n, 4), -1.0)
+            app_owns = app_off = holding = np.zeros(self.n, dtype=bool)
             if self.apps is not None:
-                actions, motors_off = self._onboard_app(estimate, now, actions, motors_off)
-            motors_off |= ~self.supervisor.motors_allowed()
+                step = self._onboard_app(estimate, now)
+                app_owns, app_off = step.kinds != OUTPUT_STOCK, step.kinds == OUTPUT_MOTORS_OFF
+                holding = step.kinds == OUTPUT_SETPOINT   # the app holds a position with the stock controller
+                reference.hold(holding, step.hold)
+                flies = step.kinds == OUTPUT_FORCES
+                if flies.any():
+                    params = self.world.params
+                    forces = action_for_thrust(torch.as_tensor(step.forces) * params.thrust_max, params)
+                    actions = torch.where(torch.as_tensor(flies)[:, None], forces, actions)
+            stock_rows = allowed & ((~app_owns & ~off) | holding)
+            if stock_rows.any():   # a swarm waiting on the floor needs no controller
+                stock = stock_control(est, reference, self.world.params)
+                actions = torch.where(torch.as_tensor(stock_rows)[:, None], stock.actions, actions)
+                self.telemetry.target_pos, self.telemetry.target_vel = stock.target_pos, stock.target_vel
+            motors_off = ~allowed | np.where(app_owns, app_off, off)
             finite = torch.isfinite(actions).all(-1).numpy()
             actions = torch.where(torch.as_tensor(motors_off | ~finite)[:, None], -1.0, actions.clamp(-1.0, 1.0))
             self._motors_running = ~motors_off & finite
@@ -295,7 +311,6 @@ class VirtualSwarm:
             self.batteries.step((thrust / (params.mass * GRAVITY)).double().numpy(), self.dt)
             self.world.step(actions)
             self._ticks += 1
-            self.telemetry.target_pos, self.telemetry.target_vel = stock.target_pos, stock.target_vel
             self.telemetry.record_motors(actions)
             self._record_status()
             if self.apps is not None:
@@ -303,25 +318,17 @@ class VirtualSwarm:
             for drone in self.drones:
                 drone.send_log_data(now)
 
-    def _onboard_app(self, estimate: Estimate, now: float, actions: torch.Tensor, motors_off: np.ndarray
-                     ) -> tuple[torch.Tensor, np.ndarray]:
-        """The app's tick on the drones whose controller it is, and what that makes of their motors."""
+    def _onboard_app(self, estimate: Estimate, now: float) -> AppStep:
+        """The app's tick on the drones whose controller it is (the others are left alone)."""
         est = estimate.drones
         state = torch.cat((est.pos, est.vel, est.quat, est.omega,
                            torch.as_tensor(np.sqrt(estimate.position_variance), dtype=torch.float32)[:, None]), -1)
-        active = self._app_active()
-        step = self.apps.step(state.numpy(), active, int(now * 1000.0))
+        step = self.apps.step(state.numpy(), self._app_active(), int(now * 1000.0))
         for i in np.nonzero(step.modes != self._modes)[0]:
             self.drones[i].console(f"NANOSWARM: {self.apps.mode_name(self._modes[i])} -> "
                                    f"{self.apps.mode_name(step.modes[i])} (faults 0x{step.faults[i]:02x})\n")
         self._modes = step.modes.astype(np.int64)
-        params = self.world.params
-        forces = action_for_thrust(torch.as_tensor(step.forces) * params.thrust_max, params)
-        holding = geometric_control(est, torch.as_tensor(step.hold), params)
-        kinds = torch.as_tensor(step.kinds)[:, None]
-        actions = torch.where(kinds == OUTPUT_FORCES, forces, torch.where(kinds == OUTPUT_SETPOINT, holding, actions))
-        own = step.kinds != OUTPUT_STOCK
-        return actions, np.where(own, step.kinds == OUTPUT_MOTORS_OFF, motors_off)
+        return step
 
     def _record_estimate(self, estimate: Estimate) -> None:
         est = estimate.drones
@@ -332,14 +339,14 @@ class VirtualSwarm:
         t = self.telemetry
         t.info = self.supervisor.bits() | self.high_level.bits(self.now())
         t.vbat = self.batteries.voltage.copy()
-        t.pm_state = self.batteries.state(self.params["pm.lowVoltage"])
+        t.pm_state = self.batteries.state(self.param_values["pm.lowVoltage"])
         t.battery_level = self.batteries.level_percent()
 
     # ---- helpers -------------------------------------------------------------------------------------
     def _app_active(self) -> np.ndarray:
         if self.apps is None:
             return np.zeros(self.n, dtype=bool)
-        return self.params["stabilizer.controller"] == CONTROLLER_OUT_OF_TREE
+        return self.param_values["stabilizer.controller"] == CONTROLLER_OUT_OF_TREE
 
     def _app_variable(self, name: str):
         assert self.apps is not None

@@ -62,6 +62,7 @@ class CType(Enum):
 
 LOG_TYPES = {t.log_code: t for t in CType}
 PARAM_READ_ONLY = 0x40
+MAX_NAME_CHARS = 24   # group and name together: a TOC item reply (4 bytes, two NULs) fills the 30-byte packet
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Toc:
         names = [v.full_name for v in variables]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         assert not duplicates, f"{kind} TOC names twice: {duplicates}"
+        too_long = [n for n in names if len(n) - 1 > MAX_NAME_CHARS]
+        assert not too_long, f"{kind} TOC names longer than a TOC item reply holds: {too_long}"
         self.variables = variables
         self.kind = kind
         self.ids = {v.full_name: i for i, v in enumerate(variables)}

@@ -4,10 +4,12 @@ Users' scripts find what they read and set on a real Crazyflie: the state estima
 stateEstimateZ.*, kalman.*), battery (pm.*), supervisor and system state (supervisor.info, sys.*), attitude,
 gyro and motors (stabilizer.*, gyro.*, motor.m1-m4), the controller's target (ctrltarget.*), the last
 external position received (locSrv.*), the parameters that change what the drone does
-(stabilizer.controller/estimator/stop, commander.enHighLevel, kalman.resetEstimation, pm.lowVoltage,
-supervisor.tmblChckEn) and, with a policy, the app's nanoswarm.* group read and written in the app's own
-memory (nsw_virtual.c mirrors nanoswarm_controller.c's table). Every table is one list for all drones;
-readers and writers take the drone's index.
+(stabilizer.controller and stop, kalman.resetEstimation, pm.lowVoltage, supervisor.tmblChckEn) and two that
+scripts set and that change nothing here, as stabilizer.estimator (the estimate is always the simulator's)
+and commander.enHighLevel (the firmware, too, always runs the high-level commander); and, with a policy, the
+app's nanoswarm.* group, read and written in the app's own memory (nsw_virtual.c mirrors
+nanoswarm_controller.c's table). Every table is one list for all drones; readers and writers take the
+drone's index.
 """
 
 from __future__ import annotations
