@@ -20,6 +20,7 @@ from nanoswarm.config import ConfigError
 from nanoswarm.export.errors import EXPORT_FAILURES
 from nanoswarm.firmware_bridge.errors import BRIDGE_FAILURES
 from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
+from nanoswarm.firmware_bridge.virtual.errors import VirtualSwarmError, VirtualSwarmStopped
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
 
@@ -198,6 +199,14 @@ def cmd_hil(args: argparse.Namespace) -> int:
     return 5 if result["failures"] else 0
 
 
+def cmd_virtual_swarm(args: argparse.Namespace) -> int:
+    from nanoswarm.firmware_bridge.virtual import LinkFaults, serve_main
+
+    faults = LinkFaults(loss=args.loss, delay_s=args.delay, duplicate=args.duplicate)
+    return serve_main(args.n, Path(args.policy) if args.policy else None, args.arena, args.host,
+                      base_port=args.base_port, faults=faults)
+
+
 def cmd_fly(args: argparse.Namespace) -> int:
     from nanoswarm.firmware_bridge.fly import run_fly
 
@@ -293,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--json", help="also write the result to this JSON file")
     cg.set_defaults(run=cmd_codegen)
 
+    vs = verbs.add_parser("virtual-swarm", help="serve N simulated Crazyflies that cflib flies over "
+                                                "udp://HOST:19850+i (Ctrl-C stops them)")
+    vs.add_argument("--n", type=int, default=4, help="number of drones (1-255)")
+    vs.add_argument("--policy", metavar="EXPORT_DIR", help="run the nanoswarm app with this exported policy "
+                    "(a folder written by `nanoswarm export`); default: the stock controller only")
+    vs.add_argument("--arena", default="lab4x3", help="hardware/arenas name or YAML path")
+    vs.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    vs.add_argument("--base-port", type=int, default=19850, help="drone i listens on BASE_PORT + i")
+    vs.add_argument("--loss", type=float, default=0.0, help="probability that a CRTP packet is lost, each way")
+    vs.add_argument("--delay", type=float, default=0.0, help="added one-way latency of CRTP packets, s")
+    vs.add_argument("--duplicate", type=float, default=0.0, help="probability that a CRTP packet arrives twice")
+    vs.set_defaults(run=cmd_virtual_swarm)
+
     fly = verbs.add_parser("fly", help="fly a swarm through a mission with cflib; --dry-run rehearses it on a "
                                        "virtual swarm on this machine")
     fly.add_argument("--swarm", required=True, help="manifest: a hardware/swarms name (cf8_lab, virtual8) or a YAML path")
@@ -365,6 +387,8 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     *EXPORT_FAILURES,
     *HIL_FAILURES,
     *BRIDGE_FAILURES,
+    (VirtualSwarmError, "[red]virtual swarm error:[/red]", 2),
+    (VirtualSwarmStopped, "[red]virtual swarm stopped:[/red]", 3),
 )
 
 

@@ -392,11 +392,11 @@ class TestStockDrones:
             fly_for(stock, 1.6, lambda: None)
             assert mean_position(stock, drone, 0.4)[2] == pytest.approx(0.5, abs=0.15), "took off to 0.5 m"
             assert stock.states()[drone].flying
-            hl.go_to(0.3, 0.0, 0.0, 0.0, 0.8, relative=True)
+            hl.go_to(0.3, 0.0, 0.0, 0.0, 1.0, relative=True)
             fly_for(stock, 1.6, lambda: None)
             moved = mean_position(stock, drone, 0.4) - start
             assert moved[0] == pytest.approx(0.3, abs=0.2) and moved[2] == pytest.approx(0.5, abs=0.15), moved
-            hl.land(0.0, 0.8)
+            hl.land(0.0, 1.5)   # the motors stop when the plan ends: the drone must be down by then
             within(stock, 2.0, lambda: stock.positions()[drone][2] < 0.02, "landing")
             within(stock, 3.0, lambda: stock.states()[drone].state == "READY_TO_FLY",
                    "the supervisor seeing the drone landed, and re-arming it for the next flight")

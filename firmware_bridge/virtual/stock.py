@@ -3,12 +3,15 @@ the commander's setpoint, stood in for by the simulator's batched controllers.
 
 Setpoints that fly a position or a velocity go to `sim.controller.geometric_control`, the project's
 position controller: a position axis flies to the setpoint's position, a velocity axis to the drone's own
-position plus v * (velocity gain / position gain), the goal whose velocity command is v. Position setpoints'
-velocity (full-state setpoints, the high-level planner) is not fed forward: with the identified motors' slow
-spin-down (0.25 s) it makes this controller overshoot, a 0.5 m take-off in 0.8 s to 0.81 m instead of
-0.57 m (measured), so plans are followed with a lag (about 0.8 s) rather than an overshoot. Hovering, it
+position plus v * (velocity gain / position gain), the goal whose velocity command is v. Of a position
+setpoint's velocity (full-state setpoints, the high-level planner) only descents are fed forward, in the same
+way: with the identified motors' slow spin-down (0.25 s), feeding climbs forward makes this controller
+overshoot a 0.5 m take-off in 0.8 s to 0.81 m (0.57 m without), feeding xy forward overshoots a 0.5 m go-to by
+about 40 %, but a landing needs its descent fed forward to reach the floor when its plan ends, where the
+high-level commander stops the motors (a 1.5 s landing from 0.5 m ends 4 mm above the floor instead of
+0.27 m; all measured). So plans are followed with a lag of up to about a second. Hovering, the controller
 holds a position to about 0.13 m (mean error, measured): the simulator's motor noise, rectified by the
-motors' fast spin-up and slow spin-down, pushes the drone around, and an integrator (tried) made it worse.
+motors' fast spin-up and slow spin-down, pushes the drone around (an integrator, tried, made it worse).
 Setpoints that fly an attitude (RPYT, z-distance, manual, and the supervisor's level-out) go to
 `attitude_control`, an attitude loop on SO(3) with the geometric controller's gains, under a collective
 thrust that either holds the setpoint's height or is the setpoint's thrust (a command fraction per motor,
@@ -118,7 +121,7 @@ def stock_control(estimate: DroneState, ref: Reference, params: DroneParams,
     target = torch.cat((target_xy, target_z[:, None]), dim=-1)
     velocity = torch.cat((vel_xy, ref_vel[:, 2:]), dim=-1)
     commanded = torch.cat((torch.where(_mask(holds_xy)[:, None], 0.0, vel_xy),
-                           torch.where(_mask(holds_z), 0.0, ref_vel[:, 2])[:, None]), dim=-1)
+                           torch.where(_mask(holds_z), ref_vel[:, 2].clamp_max(0.0), ref_vel[:, 2])[:, None]), dim=-1)
     lead = gains.velocity / gains.position        # s: the goal offset that commands a velocity
     actions = geometric_control(estimate, target + commanded * lead, params, gains)
     attitude_rows = ref.xy == XY_ATTITUDE
