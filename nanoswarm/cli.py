@@ -79,11 +79,27 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nanoswarm.sim.demo import run_demo
+    if args.sim_only:
+        from nanoswarm.sim.demo import run_demo
 
-    metrics = run_demo(num_envs=args.envs, drones=args.drones, seconds=args.seconds, seed=args.seed)
-    console.print(_table("nanoswarm demo: geometric controller, formation change", metrics))
-    _write_json(args.json, metrics)
+        metrics = run_demo(num_envs=args.envs, drones=args.drones, seconds=args.seconds, seed=args.seed)
+        console.print(_table("nanoswarm demo --sim-only: geometric controller, formation change", metrics))
+        _write_json(args.json, metrics)
+        return 0
+    from nanoswarm.firmware_bridge.demo import run_flight_demo
+
+    result = run_flight_demo(args.policy, Path(args.out), console=console)
+    export_rows = {k: result.export[k] for k in ("params", "max_abs_err_onnx", "max_abs_err_c_host",
+                                                 "max_abs_err_c_mcu", "cortex_m4_instructions", "flash_bytes",
+                                                 "ram_bytes")}
+    console.print(_table(f"1. exported {args.policy} to C (checked on host gcc and the emulated STM32F405)",
+                         export_rows))
+    flight = result.flight.as_dict()
+    console.print(_table("2. flown onboard by 8 virtual Crazyflies through cflib: goal swap",
+                         {k: flight[k] for k in ("completed", "goals_reached", "goals_asked", "min_separation_m",
+                                                 "collisions", "link_losses", "duration_s")}))
+    console.print(f"flight log: {result.flight.log_dir}  trajectory plot: {result.flight.plot}")
+    _write_json(args.json, {"export": result.export, "flight": flight})
     return 0
 
 
@@ -241,10 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanoswarm", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    demo = verbs.add_parser("demo", help="fly a simulated swarm through formation changes and print its metrics")
-    demo.add_argument("--envs", type=int, default=16, help="swarms flown side by side")
-    demo.add_argument("--drones", type=int, default=8, help="drones per swarm")
-    demo.add_argument("--seconds", type=float, default=15.0, help="flight time")
+    demo = verbs.add_parser("demo", help="export a shipped policy to C and fly it onboard a virtual swarm through "
+                                         "cflib (no hardware needed)")
+    demo.add_argument("--policy", default="swarm8", help="checkpoint or shipped policy to export and fly")
+    demo.add_argument("--out", default="runs/demo", help="folder for the export and the flight log")
+    demo.add_argument("--sim-only", action="store_true",
+                      help="instead: simulated swarms changing formation under the geometric controller")
+    demo.add_argument("--envs", type=int, default=16, help="--sim-only: swarms flown side by side")
+    demo.add_argument("--drones", type=int, default=8, help="--sim-only: drones per swarm")
+    demo.add_argument("--seconds", type=float, default=15.0, help="--sim-only: flight time")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", help="also write the metrics to this JSON file")
     demo.set_defaults(run=cmd_demo)

@@ -9,7 +9,7 @@ from nanoswarm.cli import main
 
 def test_demo_reports_episode_metrics(tmp_path):
     out = tmp_path / "demo.json"
-    assert main(["demo", "--envs", "2", "--drones", "3", "--seconds", "2", "--json", str(out)]) == 0
+    assert main(["demo", "--sim-only", "--envs", "2", "--drones", "3", "--seconds", "2", "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert 0.0 <= metrics["success_rate"] <= 1.0 and 0.0 <= metrics["collision_rate"] <= 1.0
     assert metrics["time_in_air"] > 0.9          # the geometric controller keeps every drone flying

@@ -50,7 +50,7 @@ def test_kickstart_teaches_an_untrained_policy_the_controllers_actions():
                       seed=0, log=lambda _: None)
     assert steps == 3 * 40 * 8 * 3
     assert policy.obs_norm.count > 0          # the normalisation learned the statistics of flight
-    assert error() < 0.5 * before
+    assert error() < 0.6 * before
 
 
 def test_a_run_starts_from_init_from_or_the_kickstart_not_both():

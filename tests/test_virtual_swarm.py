@@ -10,9 +10,11 @@ assert on the simulated state (`VirtualSwarm.positions()`, `.states()`) or on wh
 
 from __future__ import annotations
 
+
 import _thread
 import contextlib
 import logging
+import os
 import re
 import socket
 import struct
@@ -41,7 +43,10 @@ from nanoswarm.sim.params import load_params
 from nanoswarm.training.train import hover_action
 
 APP_SRC = Path(__file__).resolve().parents[1] / "export" / "crazyflie_app" / "src"
-STOCK_PORT, APP_PORT, OWN_PORT = 21850, 21870, 21890   # away from 19850-19859, which other tests may scan
+# Away from 19850-19859, which other tests may scan, and from test_fly's random ports (30000 and up); each
+# pytest-xdist worker gets its own block, as tests of this file may run side by side.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+STOCK_PORT, APP_PORT, OWN_PORT = (21850 + 100 * _WORKER + offset for offset in (0, 20, 40))
 MODE_POLICY = 1
 BIT_CAN_BE_ARMED, BIT_ARMED, BIT_AUTO_ARMED, BIT_CAN_FLY, BIT_FLYING, BIT_LOCKED, BIT_CRASHED = 1, 2, 4, 8, 16, 64, 128
 
