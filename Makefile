@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/nanoswarm bench sim --drones-per-swarm 8 --json runs/bench/sim_m8.json
 	$(BIN)/nanoswarm bench sim --drones-per-swarm 32 --json runs/bench/sim_m32.json
 	$(BIN)/nanoswarm bench sim --drones-per-swarm 8 --obstacle-density 0.2 --json runs/bench/sim_m8_obst20.json
+	$(BIN)/nanoswarm bench fly --drones 16 --json runs/bench/fly_16.json
 
 clean:
 	rm -rf $(VENV) runs
