@@ -89,6 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nanoswarm.firmware_bridge.demo import run_flight_demo
 
     result = run_flight_demo(args.policy, Path(args.out), console=console)
+    console.print()
     export_rows = {k: result.export[k] for k in ("params", "max_abs_err_onnx", "max_abs_err_c_host",
                                                  "max_abs_err_c_mcu", "cortex_m4_instructions", "flash_bytes",
                                                  "ram_bytes")}
