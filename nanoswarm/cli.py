@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="export a shipped policy to C and fly it onboard a virtual swarm through "
                                          "cflib (no hardware needed)")
-    demo.add_argument("--policy", default="swarm8", help="checkpoint or shipped policy to export and fly")
+    demo.add_argument("--policy", default="swarm8_student", help="checkpoint or shipped policy to export and fly")
     demo.add_argument("--out", default="runs/demo", help="folder for the export and the flight log")
     demo.add_argument("--sim-only", action="store_true",
                       help="instead: simulated swarms changing formation under the geometric controller")
