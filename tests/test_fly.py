@@ -786,3 +786,24 @@ def test_dry_run_starts_its_own_virtual_swarm_streams_mocap_and_shows_the_live_t
     # streamed throughout (the rate itself is a benchmark's business: a loaded machine lowers it)
     assert summary.stream_hz["extpos"] > 0.25 * 50.0, "extpos streamed at the mocap rate"
     assert Path(summary.plot).is_file() and json.loads((tmp_path / "flight" / "summary.json").read_text())["completed"]
+
+
+def test_the_shipped_student_flies_the_goal_swap_onboard_reaching_every_goal_without_a_collision(tmp_path,
+                                                                                                 toc_cache):
+    """The issue's must-show: 8 drones through real cflib, the generated C policy flying onboard each of them
+    (the distilled swarm8 student, as `make demo` flies it), the example goal-swap mission from take-off to
+    landing: every goal reached and no drone-drone contact."""
+    from nanoswarm.export.codegen import generate_c
+    from nanoswarm.training.checkpoint import file_digest, load_policy, resolve_checkpoint
+
+    student, _ = load_policy("swarm8_student")
+    model = export_onnx(student, tmp_path / "export" / "policy.onnx",
+                        source_sha256=file_digest(resolve_checkpoint("swarm8_student")),
+                        action_meta=action_metadata(load_params("crazyflie21_sysid")))
+    generate_c(model, tmp_path / "export" / "c")
+    summary = run_fly("virtual8", Path(__file__).resolve().parents[1] / "missions" / "goal_swap.yaml",
+                      tmp_path / "flight", dry_run=True, mode="onboard", policy_dir=tmp_path / "export",
+                      toc_cache=toc_cache, virtual_base_port=free_base_port(8))
+    assert summary.completed and summary.aborted is None, events_of(summary)
+    assert summary.goals_reached == summary.goals_asked == 16
+    assert summary.collisions == 0 and summary.link_losses == 0
