@@ -92,12 +92,16 @@ def test_cf8_lab_spreads_its_drones_over_two_radios_on_one_channel():
     (lambda d: d.update(mocap={"system": "kinect", "hostname": "x"}), "mocap.system"),
 ])
 def test_bad_manifests_fail_on_load_naming_the_field(tmp_path, change, field):
-    data = manifest_data()
+    assert_refused_on_load(tmp_path, manifest_data(), change, load_manifest, field)
+
+
+def assert_refused_on_load(tmp_path: Path, data: dict, change, load, field: str) -> None:
+    """Write `data` after `change` as YAML and check that `load` refuses it naming `field`."""
     change(data)
-    path = tmp_path / "swarm.yaml"
+    path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=field_error(field).replace("[", r"\[").replace("]", r"\]")):
-        load_manifest(str(path))
+        load(str(path))
 
 
 @pytest.mark.parametrize("change, field", [
@@ -115,12 +119,7 @@ def test_bad_manifests_fail_on_load_naming_the_field(tmp_path, change, field):
     (lambda d: d.update(safety={"land_battery_v": 3.9}), "safety.land_battery_v"),
 ])
 def test_bad_missions_fail_on_load_naming_the_field(tmp_path, change, field):
-    data = mission_data()
-    change(data)
-    path = tmp_path / "mission.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=field_error(field).replace("[", r"\[").replace("]", r"\]")):
-        load_mission(str(path))
+    assert_refused_on_load(tmp_path, mission_data(), change, load_mission, field)
 
 
 @pytest.mark.parametrize("change, field, words", [
