@@ -425,6 +425,26 @@ def test_stale_command_holds_position_with_the_pid_and_the_policy_resumes(firmwa
     assert "HOLD -> POLICY" in firmware.console()
 
 
+def test_a_lost_link_lands_the_drone_and_fresh_commands_fly_it_again(firmware: Firmware):
+    """No command for cmdTimeout + lossLandMs (0.5 + 2 s; the clock is absolute, in ms): HOLD becomes LAND,
+    descending from where it was at land_speed 0.3 m/s."""
+    firmware.fly_to((1.0, 0.0, 1.0))
+    firmware.clock(501)
+    firmware.tick((0.2, 0.1, 1.0))
+    assert firmware.log("mode") == MODES["HOLD"]
+    firmware.clock(2400)
+    firmware.tick((0.2, 0.1, 1.0))
+    assert firmware.log("mode") == MODES["HOLD"]     # 2.4 s without commands: still holding
+    firmware.clock(2600)
+    firmware.tick((0.2, 0.1, 1.0))
+    assert firmware.log("mode") == MODES["LAND"] and "HOLD -> LAND" in firmware.console()
+    firmware.clock(3600)
+    firmware.tick((0.2, 0.1, 0.9))
+    np.testing.assert_allclose(firmware.pid_setpoint()[0], [0.2, 0.1, 1.0 - 0.3 * 1.0], atol=1e-3)
+    firmware.param("enable", 1)  # the link is back
+    assert firmware.tick((0.2, 0.1, 0.7))[0] == CONTROL_FORCE
+
+
 def test_uncertain_state_estimate_falls_back(firmware: Firmware):
     firmware.fly_to((1.0, 0.0, 1.0))
     firmware.lib.shim_set_position_variance(0.05 ** 2)

@@ -517,7 +517,7 @@ class TestAppDrones:
         logs = [(v.name, v.ctype.name) for v in app.systems.log_toc.variables if v.group == "nanoswarm"]
         assert params == firmware_params and logs == firmware_logs
         defaults = dict(re.findall(r"\.(\w+) = ([0-9.]+)f?,", glue))
-        names = {"rate_hz": "rateHz", "command_timeout_ms": "cmdTimeout", "neighbor_timeout_ms": "nbrTimeout",
+        names = {"rate_hz": "rateHz", "command_timeout_ms": "cmdTimeout", "link_loss_land_ms": "lossLandMs", "neighbor_timeout_ms": "nbrTimeout",
                  "max_position_std": "maxPosStd", "absent_distance": "absentDist", "land_speed": "landSpeed",
                  "land_cut_height": "landCutZ"}
         toc = app.systems.param_toc

@@ -106,6 +106,7 @@ nsw_swarm_t *nsw_swarm_create(int count, const uint8_t *ids, int loop_hz, int se
     d->config.loop_hz = (uint16_t)loop_hz;
     d->config.rate_hz = 100;
     d->config.command_timeout_ms = 500;
+    d->config.link_loss_land_ms = 2000;
     d->config.neighbor_timeout_ms = 500;
     d->config.max_position_std = 0.1f;
     d->config.absent_distance = 4.0f;
@@ -263,6 +264,7 @@ static const nsw_variable_t variables[] = {
   {"land", NSW_VAR_COMMAND_PARAM, NSW_VAR_UINT8, FIELD(param_land)},
   {"rateHz", NSW_VAR_PARAM, NSW_VAR_UINT16, FIELD(config.rate_hz)},
   {"cmdTimeout", NSW_VAR_PARAM, NSW_VAR_UINT16, FIELD(config.command_timeout_ms)},
+  {"lossLandMs", NSW_VAR_PARAM, NSW_VAR_UINT16, FIELD(config.link_loss_land_ms)},
   {"nbrTimeout", NSW_VAR_PARAM, NSW_VAR_UINT16, FIELD(config.neighbor_timeout_ms)},
   {"maxPosStd", NSW_VAR_PARAM, NSW_VAR_FLOAT, FIELD(config.max_position_std)},
   {"absentDist", NSW_VAR_PARAM, NSW_VAR_FLOAT, FIELD(config.absent_distance)},

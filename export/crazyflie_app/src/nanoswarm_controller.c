@@ -41,6 +41,7 @@ static nsw_config_t config = {
   .loop_hz = RATE_MAIN_LOOP,
   .rate_hz = 100,
   .command_timeout_ms = 500,
+  .link_loss_land_ms = 2000,
   .neighbor_timeout_ms = 500,
   .max_position_std = 0.1f,
   .absent_distance = 4.0f,
@@ -306,6 +307,7 @@ PARAM_ADD_WITH_CALLBACK(PARAM_UINT8, enable, &param_enable, on_command_param)
 PARAM_ADD_WITH_CALLBACK(PARAM_UINT8, land, &param_land, on_command_param)
 PARAM_ADD(PARAM_UINT16, rateHz, &config.rate_hz)
 PARAM_ADD(PARAM_UINT16, cmdTimeout, &config.command_timeout_ms)
+PARAM_ADD(PARAM_UINT16, lossLandMs, &config.link_loss_land_ms)
 PARAM_ADD(PARAM_UINT16, nbrTimeout, &config.neighbor_timeout_ms)
 PARAM_ADD(PARAM_FLOAT, maxPosStd, &config.max_position_std)
 PARAM_ADD(PARAM_FLOAT, absentDist, &config.absent_distance)

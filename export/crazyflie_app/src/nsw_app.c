@@ -108,7 +108,12 @@ nsw_output_t nsw_app_step(nsw_app_t *app, const nsw_config_t *config, const nsw_
   app->faults = faults;
 
   const nsw_mode_t before = app->mode;
-  nsw_mode_t mode = command->land ? (before == NSW_MODE_LANDED ? NSW_MODE_LANDED : NSW_MODE_LAND)
+  /* A command stale well past its timeout means the link is gone: hovering on would last until the battery
+   * is flat, so the drone lands where it is (and flies again once commands return). */
+  const bool link_lost = command->enable && (faults & NSW_FAULT_COMMAND_STALE) && config->link_loss_land_ms > 0
+                         && now_ms - command->updated_ms
+                                > (uint32_t)config->command_timeout_ms + config->link_loss_land_ms;
+  nsw_mode_t mode = command->land || link_lost ? (before == NSW_MODE_LANDED ? NSW_MODE_LANDED : NSW_MODE_LAND)
                     : !command->enable ? NSW_MODE_IDLE
                     : faults ? NSW_MODE_HOLD : NSW_MODE_POLICY;
   if (mode == NSW_MODE_HOLD && before != NSW_MODE_HOLD) {

@@ -11,7 +11,8 @@
  *   HOLD    enabled but an input is stale or not finite (faults say which): the stock PID holds the position
  *           where the fault began, or the motors stop if that is on the floor; the policy resumes by itself
  *           once the faults clear;
- *   LAND    commanded: the stock PID descends at land_speed from where the command came;
+ *   LAND    commanded, or the command stale for link_loss_land_ms beyond its timeout (a lost link): the
+ *           stock PID descends at land_speed from where the landing began;
  *   LANDED  the landing reached the floor: motors off until the land command is withdrawn.
  */
 #ifndef NSW_APP_H
@@ -46,6 +47,7 @@ typedef struct {
   uint16_t loop_hz;               /* rate of the tick counter (the stabilizer loop) */
   uint16_t rate_hz;               /* policy evaluations per second, decimated from the loop */
   uint16_t command_timeout_ms;    /* 0: the command never goes stale (bench tests only) */
+  uint16_t link_loss_land_ms;     /* stale this much longer: the link is lost and the drone lands; 0: holds */
   uint16_t neighbor_timeout_ms;   /* used by the glue for nsw_neighbors_fresh */
   float max_position_std;         /* m; 0: only finiteness is checked */
   float absent_distance;          /* m, see nsw_build_observation */
