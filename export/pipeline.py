@@ -47,12 +47,13 @@ class ExportOptions:
 def export_policy(checkpoint: str | Path, out: Path, options: ExportOptions = ExportOptions()) -> dict[str, Any]:
     """Export and verify a checkpoint into `out` (policy.onnx, c/, crazyflie_app/, report.json); returns the report."""
     source = resolve_checkpoint(checkpoint)
+    digest = file_digest(source)
     policy, data = load_policy(source)
     policy.eval()
     env_config = eval_env_config(data)
     out.mkdir(parents=True, exist_ok=True)
     model = out / "policy.onnx"
-    export_onnx(policy, model, source_sha256=file_digest(source),
+    export_onnx(policy, model, source_sha256=digest,
                 action_meta=action_metadata(load_params(env_config.params)))
 
     random_obs = random_observations(policy.layout, options.checks, seed=options.seed)
@@ -63,7 +64,7 @@ def export_policy(checkpoint: str | Path, out: Path, options: ExportOptions = Ex
     generated = generate_c(model, out / "c")
     host = compile_host(out / "c", out / "host_build")
     report: dict[str, Any] = {
-        "checkpoint": str(source), "checkpoint_sha256": file_digest(source), "onnx": str(model),
+        "checkpoint": str(source), "checkpoint_sha256": digest, "onnx": str(model),
         "params": count_parameters(policy.actor) - policy.actor.log_std.numel(),
         "c_weight_floats": generated.params, "scratch_floats": generated.scratch_floats,
         "observations_checked": {"random": len(random_obs), "recorded": len(recorded_obs)},
@@ -72,13 +73,16 @@ def export_policy(checkpoint: str | Path, out: Path, options: ExportOptions = Ex
         "max_abs_err_c_host": float(np.abs(host(observations) - reference).max()),
     }
     if options.mcu:
+        # Half random, half recorded observations spread over the flight: rows of `observations`, whose
+        # onnxruntime actions are already in `reference`.
         half = options.mcu_samples // 2
         stride = max(1, len(recorded_obs) // max(1, half))
-        sample = np.concatenate([random_obs[:half], recorded_obs[::stride][:options.mcu_samples - half]])
-        mcu = run_on_mcu(out / "c", sample, out / "mcu")
+        recorded_rows = len(random_obs) + np.arange(0, len(recorded_obs), stride)[:options.mcu_samples - half]
+        rows = np.concatenate([np.arange(min(half, len(random_obs))), recorded_rows])
+        mcu = run_on_mcu(out / "c", observations[rows], out / "mcu")
         report.update({
-            "mcu_samples": len(sample),
-            "max_abs_err_c_mcu": float(np.abs(mcu.outputs - onnxruntime_actions(model, sample)).max()),
+            "mcu_samples": len(rows),
+            "max_abs_err_c_mcu": float(np.abs(mcu.outputs - reference[rows]).max()),
             "cortex_m4_instructions": mcu.instructions_per_inference,
             "cortex_m4_instructions_max": mcu.instructions_max,
             "flash_bytes": mcu.flash_bytes, "ram_bytes": mcu.ram_bytes,

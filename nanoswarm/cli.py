@@ -20,7 +20,7 @@ from nanoswarm.config import ConfigError
 from nanoswarm.export.errors import EXPORT_FAILURES
 from nanoswarm.firmware_bridge.errors import BRIDGE_FAILURES
 from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
-from nanoswarm.firmware_bridge.virtual.errors import VirtualSwarmError, VirtualSwarmStopped
+from nanoswarm.firmware_bridge.virtual.errors import VIRTUAL_FAILURES
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
 
@@ -409,8 +409,7 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     *EXPORT_FAILURES,
     *HIL_FAILURES,
     *BRIDGE_FAILURES,
-    (VirtualSwarmError, "[red]virtual swarm error:[/red]", 2),
-    (VirtualSwarmStopped, "[red]virtual swarm stopped:[/red]", 3),
+    *VIRTUAL_FAILURES,
 )
 
 

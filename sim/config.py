@@ -78,8 +78,8 @@ class RewardConfig:
     proximity_max: float = 10.0
 
     def validate(self) -> None:
-        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "velocity", "yaw_rate", "arrival", "collision",
-                     "obstacle_collision", "proximity", "proximity_max"):
+        for name in ("distance", "effort", "floor", "wall", "attitude", "rates", "velocity", "yaw_rate", "arrival",
+                     "collision", "obstacle_collision", "proximity", "proximity_max"):
             require(getattr(self, name) >= 0, name, "weights are magnitudes and must not be negative")
         require(self.proximity_range > 0, "proximity_range", "must be positive (m)")
         require(self.arrival_range > 0, "arrival_range", "must be positive (m)")

@@ -76,7 +76,8 @@ def distill(teacher_path: str | Path, config: DistillConfig, out: Path | None = 
             log: Any = print) -> DistillResult:
     """Distil the teacher checkpoint into a student; write `policy.pt`, `report.json` and `config.yaml` to `out`."""
     config.validate()
-    teacher, data = load_policy(teacher_path)
+    source = resolve_checkpoint(teacher_path)
+    teacher, data = load_policy(source)
     teacher.eval()
     hover = float(data.get("hover_action", 0.0))
     student = make_student(teacher, config.policy, hover)
@@ -90,7 +91,7 @@ def distill(teacher_path: str | Path, config: DistillConfig, out: Path | None = 
                          log=log)
     distill_s = time.perf_counter() - start
     report = compare(teacher, student, env_config, config.eval_scenarios, config.eval_episodes, config.seed)
-    report.update(teacher=str(teacher_path), teacher_sha256=file_digest(resolve_checkpoint(teacher_path)),
+    report.update(teacher=str(teacher_path), teacher_sha256=file_digest(source),
                   student_params=params, teacher_params=count_parameters(teacher.actor),
                   distill_s=distill_s, history=history)
     if out is not None:

@@ -11,5 +11,12 @@ class VirtualSwarmStopped(RuntimeError):
     """The swarm's simulation thread stopped on an error; the message carries it."""
 
 
+# The CLI's label and exit code for each (as `export.errors.EXPORT_FAILURES`).
+VIRTUAL_FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
+    (VirtualSwarmError, "[red]virtual swarm error:[/red]", 2),
+    (VirtualSwarmStopped, "[red]virtual swarm stopped:[/red]", 3),
+)
+
+
 class MalformedPacket(ValueError):
     """A CRTP packet that no firmware handler could read; it is dropped and counted, never raised out."""
