@@ -108,13 +108,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nanoswarm.training.config import load_train_config
     from nanoswarm.training.train import train
 
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: give at least 1 training process")
+    if args.nproc > 1:
+        from nanoswarm.training.distributed import launch
+
+        forwarded = [args.config, "--out", str(out), *(["--resume"] if args.resume else []),
+                     *(["--total-steps", str(args.total_steps)] if args.total_steps is not None else []),
+                     *(["--device", args.device] if args.device is not None else [])]
+        return launch(args.nproc, ["train", *forwarded])
     config = load_train_config(args.config)
     if args.total_steps is not None:
         config.total_steps = args.total_steps
     if args.device is not None:
         config.env.device = args.device
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     trainer = train(config, out, resume=args.resume)
+    if not trainer.ranks.is_main:
+        return 0
     console.print(f"trained {trainer.agent_steps:,} agent steps in {trainer.train_time:.0f} s; "
                   f"policy in {out / 'policy.pt'}")
     if trainer.last_eval:
@@ -278,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--total-steps", type=int, help="stop after this many agent steps (overrides the config)")
     train.add_argument("--device", help="cpu or cuda (overrides env.device)")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="data-parallel training processes on this machine (torchrun; each simulates the "
+                            "config's num_envs, so the batch grows N-fold)")
     train.set_defaults(run=cmd_train)
 
     ev = verbs.add_parser("eval", help="fly a checkpoint's deterministic policy and report the anchors' metrics")

@@ -11,6 +11,12 @@ import torch
 from torch import nn
 
 
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mean and biased variance per feature of the rows of `x` (..., size), in float64, and the row count."""
+    flat = x.reshape(-1, x.shape[-1]).to(torch.float64)
+    return flat.mean(0), flat.var(0, unbiased=False), float(flat.shape[0])
+
+
 class RunningNorm(nn.Module):
     """Per-feature running mean and variance (Chan et al.'s parallel update), applied as (x - mean) / std.
 
@@ -29,24 +35,20 @@ class RunningNorm(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold a batch (..., size) into the statistics."""
-        flat = x.reshape(-1, x.shape[-1]).to(torch.float64)
-        n = float(flat.shape[0])
-        if n == 0:
-            return
-        batch_mean = flat.mean(0)
-        batch_var = flat.var(0, unbiased=False)
-        self.merge(batch_mean, batch_var, n)
+        self.merge(*batch_moments(x))
 
     @torch.no_grad()
     def merge(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, n: float) -> None:
         """Combine statistics of n samples (also how ranks or runs are reduced)."""
+        if n == 0:
+            return
         total = self.count + n
         delta = batch_mean - self.mean.to(torch.float64)
         new_mean = self.mean + (delta * n / total).to(self.mean.dtype)
         m2 = self.var.to(torch.float64) * self.count + batch_var * n + delta.square() * self.count * n / total
         self.mean.copy_(new_mean)
         self.var.copy_((m2 / total).to(self.var.dtype))
-        self.count.fill_(float(total))
+        self.count.copy_(total)
 
     def scale(self) -> torch.Tensor:
         """1 / std per feature (what an exporter multiplies into the first layer)."""

@@ -31,6 +31,10 @@ from nanoswarm.sim.step import EpisodeStats, Sensing, StepConstants, control_ste
 
 
 NEVER = 2**62  # a goal period, in steps, that no episode reaches
+# What `info["episode"]` reports for every finished episode (averaged over its drones), in this order.
+EPISODE_METRICS = ("success_rate", "collision_rate", "collisions_per_drone", "collisions_per_drone_minute",
+                   "drone_collisions_per_drone", "obstacle_collisions_per_drone", "wall_hits_per_drone",
+                   "final_distance_m", "time_in_air")
 
 
 @dataclass
@@ -333,17 +337,17 @@ class SwarmEnv:
         st = tensor_struct.select(s.stats, rows)
         reached = final_distance < s.success_radius[rows].unsqueeze(1)
         minutes = s.steps[rows].float().unsqueeze(1) * self.control_dt / 60.0
-        return {
-            "success_rate": (reached & (st.collisions == 0)).float().mean(1),
-            "collision_rate": (st.collisions > 0).float().mean(1),
-            "collisions_per_drone": st.collisions.float().mean(1),
-            "collisions_per_drone_minute": (st.collisions.float() / minutes).mean(1),
-            "drone_collisions_per_drone": st.drone_collisions.float().mean(1),
-            "obstacle_collisions_per_drone": st.obstacle_collisions.float().mean(1),
-            "wall_hits_per_drone": st.wall_hits.float().mean(1),
-            "final_distance_m": final_distance.mean(1),
-            "time_in_air": (st.air_steps.float() / s.steps[rows].float().unsqueeze(1)).mean(1),
-        }
+        return dict(zip(EPISODE_METRICS, (
+            (reached & (st.collisions == 0)).float().mean(1),
+            (st.collisions > 0).float().mean(1),
+            st.collisions.float().mean(1),
+            (st.collisions.float() / minutes).mean(1),
+            st.drone_collisions.float().mean(1),
+            st.obstacle_collisions.float().mean(1),
+            st.wall_hits.float().mean(1),
+            final_distance.mean(1),
+            (st.air_steps.float() / s.steps[rows].float().unsqueeze(1)).mean(1),
+        )))
 
     # ------------------------------------------------------------------------------------- snapshots
     def snapshot(self) -> Snapshot:

@@ -4,6 +4,8 @@ that are atomic and refuse what does not fit, runs that resume, and rollouts tha
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -316,3 +318,20 @@ def test_shipped_policies_load_by_name_and_fit_their_configs(name):
     assert data["agent_steps"] > 0 and set(data["eval"]) >= {"success_rate", "collision_rate"}
     action = policy.deterministic_action(torch.randn(2, env.drones_per_swarm, policy.layout.size))
     assert bool(torch.isfinite(action).all()) and float(action.abs().max()) <= 1.0
+
+
+def test_sigterm_lets_the_update_finish_then_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    original = Trainer.train_step
+
+    def step_with_sigterm_in_the_second(self):
+        if self.updates == 1:
+            os.kill(os.getpid(), signal.SIGTERM)   # arrives mid-update, as from a job scheduler
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_with_sigterm_in_the_second)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(tiny_config(), out)
+    assert ckpt.read_checkpoint(out / CHECKPOINT)["trainer"]["updates"] == 2   # the update it was in, finished
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert train(tiny_config(), out, resume=True).agent_steps == 288

@@ -3,6 +3,10 @@
 One readable function over a flattened rollout. Minibatches are drawn over (step, environment) rows so
 each row keeps its whole swarm together, which the swarm-attention critic needs; the actor's
 parameters are shared by every drone, so a row contributes M samples to the actor.
+
+With several training processes (`Ranks`), each holds its own share of the batch: gradients are averaged
+and advantages standardised over the whole minibatch, so the update equals one over the combined batch.
+Diagnostics are summed on the device and read once at the end: no host round-trip per minibatch.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import torch
 
 from nanoswarm.policies import SwarmPolicy
 from nanoswarm.training.config import PPOConfig
+from nanoswarm.training.distributed import SINGLE, Ranks
+
+DIAGNOSTICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 
 
 @dataclass
@@ -32,13 +39,14 @@ class Batch:
 
 
 def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig,
-               generator: torch.Generator | None = None, train_actor: bool = True) -> dict[str, float]:
+               generator: torch.Generator | None = None, train_actor: bool = True,
+               ranks: Ranks = SINGLE) -> dict[str, float]:
     """Run `cfg.epochs` passes of `cfg.minibatches` minibatches; return mean losses and diagnostics.
 
     With `train_actor` False only the critic learns (the actor gets no gradient): a warm-up for a
     critic that starts cold under an actor that already flies, whose first advantages are noise.
     """
-    sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+    sums = torch.zeros(len(DIAGNOSTICS) + 1, dtype=torch.float64, device=batch.obs.device)
     updates = 0
     size = batch.rows // cfg.minibatches
     for _ in range(cfg.epochs):
@@ -47,7 +55,7 @@ def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Bat
             rows = order[k * size:(k + 1) * size]
             log_prob, entropy, value = policy.evaluate(batch.obs[rows], batch.actions[rows])
             adv = batch.advantages[rows]
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = ranks.standardize(adv)
             log_ratio = log_prob - batch.log_probs[rows]
             ratio = log_ratio.exp()
             policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
@@ -65,17 +73,16 @@ def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Bat
                 loss = loss + policy_loss - cfg.entropy * entropy_mean
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(policy.parameters())
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
 
             with torch.no_grad():
-                sums["policy_loss"] += float(policy_loss)
-                sums["value_loss"] += float(value_loss)
-                sums["entropy"] += float(entropy_mean)
-                sums["approx_kl"] += float(((ratio - 1) - log_ratio).mean())
-                sums["clip_fraction"] += float(((ratio - 1).abs() > cfg.clip).float().mean())
+                sums[:-1] += torch.stack((policy_loss, value_loss, entropy_mean, ((ratio - 1) - log_ratio).mean(),
+                                          ((ratio - 1).abs() > cfg.clip).float().mean()))
             updates += 1
-    out = {k: v / updates for k, v in sums.items()}
-    residual = (batch.returns - batch.values).var()
-    out["explained_variance"] = float(1 - residual / batch.returns.var().clamp_min(1e-8))
-    return out
+    with torch.no_grad():
+        residual = (batch.returns - batch.values).var()
+        sums[-1] = updates * (1 - residual / batch.returns.var().clamp_min(1e-8))
+    means = (ranks.sum(sums) / (updates * ranks.world_size)).tolist()
+    return dict(zip((*DIAGNOSTICS, "explained_variance"), means))

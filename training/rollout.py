@@ -21,6 +21,7 @@ class Rollout:
     values: torch.Tensor     # (T, E, M)
     rewards: torch.Tensor    # (T, E, M), truncation bootstraps already added
     dones: torch.Tensor      # (T, E) float: the episode ended after this step
+    discounted: torch.Tensor  # (T, E, M) running discounted return after each step (reward normalisation)
 
     @staticmethod
     def empty(steps: int, envs: int, drones: int, obs_size: int, device: torch.device) -> "Rollout":
@@ -28,7 +29,7 @@ class Rollout:
             return torch.zeros(shape, device=device)
         return Rollout(obs=z(steps, envs, drones, obs_size), actions=z(steps, envs, drones, 4),
                        log_probs=z(steps, envs, drones), values=z(steps, envs, drones),
-                       rewards=z(steps, envs, drones), dones=z(steps, envs))
+                       rewards=z(steps, envs, drones), dones=z(steps, envs), discounted=z(steps, envs, drones))
 
 
 def generalized_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,

@@ -74,3 +74,19 @@ class RunLog:
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
+
+
+class NullLog:
+    """The log of a rank other than 0: the run's numbers are logged once, by rank 0."""
+
+    def __enter__(self) -> "NullLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, step: int, record: dict[str, Any]) -> None:
+        return None
+
+    def message(self, text: str) -> None:
+        return None

@@ -3,6 +3,11 @@
 Also everything around it that a long run needs: curriculum (penalty annealing, obstacle density),
 collision replay, periodic evaluation (time to competence), atomic checkpoints, resume after Ctrl-C, a
 kill or a crash, and a clear stop when a rollout produces NaN or Inf.
+
+The same loop runs data-parallel over several processes (`distributed.Ranks`, started by torchrun):
+each rank collects its own environments, the update averages gradients, and rank 0 logs, evaluates and
+checkpoints. A stop request (Ctrl-C, SIGTERM) is honoured at the end of the current update, on every
+rank at once, so the checkpoint always holds a whole update.
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ from nanoswarm.policies import SwarmPolicy
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.policies.transfer import transfer_weights
 from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
-from nanoswarm.sim.env import SwarmEnv
+from nanoswarm.sim.env import EPISODE_METRICS, SwarmEnv
 from nanoswarm.sim.params import load_params, nominal_drone_params
 from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_from_checkpoint, policy_payload,
                                            read_checkpoint, save_checkpoint)
 from nanoswarm.training.config import TrainConfig
+from nanoswarm.training.distributed import SINGLE, Ranks, ranks_from_environment
 from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
 from nanoswarm.training.kickstart import kickstart
 from nanoswarm.training.ppo import Batch, ppo_update
 from nanoswarm.training.replay import CollisionReplay
 from nanoswarm.training.rollout import Rollout, generalized_advantages
-from nanoswarm.training.runlog import RunLog
+from nanoswarm.training.runlog import NullLog, RunLog
 
 CHECKPOINT = "checkpoint.pt"   # everything needed to resume
 FINAL = "policy.pt"            # the trained policy alone (what eval, export and the repository keep)
@@ -71,18 +77,21 @@ def scheduled_density(cfg: TrainConfig, agent_steps: int) -> float:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, out: Path | None = None, resume: bool = False):
+    def __init__(self, config: TrainConfig, out: Path | None = None, resume: bool = False, ranks: Ranks = SINGLE):
         config.validate()
         self.config = config
         self.out = out
-        torch.manual_seed(config.seed)
-        self.env = SwarmEnv(dataclasses.replace(config.env, seed=config.seed), compile=config.compile)
+        self.ranks = ranks
+        seed = ranks.seed(config.seed)
+        torch.manual_seed(config.seed)   # the same initial weights on every rank
+        env_config = dataclasses.replace(config.env, seed=seed, device=ranks.device(config.env.device))
+        self.env = SwarmEnv(env_config, compile=config.compile)
         self.hover_action = hover_action(config.env.params)
         self.policy = SwarmPolicy(self.env.layout, config.policy, self.hover_action).to(self.env.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
-        self.generator.manual_seed(config.seed)
+        self.generator.manual_seed(seed)
         self.replay = CollisionReplay(self.env, config.replay, self.generator) if config.replay.enabled else None
         self.agent_steps = 0
         self.updates = 0
@@ -92,22 +101,31 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
         self.recent: deque[dict[str, float]] = deque(maxlen=METRIC_WINDOW)
         self.messages: list[str] = []  # for the user, printed when the run starts
+        self.stop_requested = False    # set by Ctrl-C or SIGTERM, honoured at the end of the update
         if resume:
             self._resume()
         elif config.init_from:
             self._init_from(config.init_from)
         elif config.kickstart.iterations:
-            start = time.perf_counter()
-            self.agent_steps += kickstart(self.policy, config.env, config.kickstart, config.seed,
-                                          self.messages.append)
-            self.train_time += time.perf_counter() - start
-        self.env.reset(config.seed + self.updates)
+            self._kickstart()
+        ranks.broadcast_module(self.policy)
+        torch.manual_seed(seed)          # ranks sample different actions from here on
+        self.env.reset(seed + self.updates)
         self.env.stagger(self.generator)
         # The staggered first episodes started mid-way: their metrics would mislead, so they are not reported.
         self.partial_episode = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.env.device)
         e, m = self.env.num_envs, self.env.drones
         self.returns = torch.zeros(e, m, device=self.env.device)
         self.rollout = Rollout.empty(config.ppo.rollout_steps, e, m, self.env.obs_size, self.env.device)
+
+    def _kickstart(self) -> None:
+        """Rank 0 teaches the actor to fly like the geometric controller; the others then copy it."""
+        if self.ranks.is_main:
+            start = time.perf_counter()
+            self.agent_steps += kickstart(self.policy, self.config.env, self.config.kickstart, self.config.seed,
+                                          self.messages.append)
+            self.train_time += time.perf_counter() - start
+        self.agent_steps, self.train_time = self.ranks.broadcast_object((self.agent_steps, self.train_time))
 
     # --------------------------------------------------------------------------------- persistence
     def _init_from(self, path: str) -> None:
@@ -121,20 +139,42 @@ class Trainer:
             self.messages.append(f"init_from {path}: kept fresh {', '.join(left)}")
 
     def _resume(self) -> None:
+        """Continue from the checkpoint: rank 0 reads it and hands it to every rank (no shared disk needed)."""
         assert self.out is not None
-        data = read_checkpoint(self.out / CHECKPOINT)
+        path = self.out / CHECKPOINT
+        data = self.ranks.broadcast_object(_read_or_error(path) if self.ranks.is_main else None)
+        if isinstance(data, CheckpointError):
+            raise data
         if comparable(data["config"]) != comparable(to_mapping(self.config)):
-            raise CheckpointError(f"{self.out / CHECKPOINT} was written by a run with another config; resume "
+            raise CheckpointError(f"{path} was written by a run with another config; resume "
                                   "with the config in its folder (config.yaml) or start a new --out")
-        checked = policy_from_checkpoint(data, self.out / CHECKPOINT, expected=self.env.layout)
+        t = data["trainer"]
+        if "rng" not in t:
+            raise CheckpointError(f"{path} was written by an older nanoswarm that did not record per-process "
+                                  "random states; start a new run (init_from can start it from that policy)")
+        if len(t["rng"]) != self.ranks.world_size:
+            raise CheckpointError(f"{path} was written by {len(t['rng'])} training process(es), this run has "
+                                  f"{self.ranks.world_size}; resume with --nproc {len(t['rng'])} (the rollouts "
+                                  "and random streams are per process)")
+        checked = policy_from_checkpoint(data, path, expected=self.env.layout)
         self.policy.load_state_dict(checked.state_dict())
         self.optimizer.load_state_dict(data["optimizer"])
         self.return_norm.load_state_dict(data["return_norm"])
-        t = data["trainer"]
         self.agent_steps, self.updates, self.train_time = t["agent_steps"], t["updates"], t["train_time"]
         self.next_eval, self.competence = t["next_eval"], t["competence"]
-        torch.set_rng_state(t["torch_rng"])
-        self.generator.set_state(t["generator"])
+        self._set_random_state(t["rng"][self.ranks.rank])
+
+    def _random_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.env.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.env.device)
+        return state
+
+    def _set_random_state(self, state: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["torch"])
+        self.generator.set_state(state["generator"])
+        if "cuda" in state and self.env.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.env.device)
 
     def payload(self) -> dict[str, Any]:
         return {**policy_payload(self.policy, self.hover_action),
@@ -142,24 +182,28 @@ class Trainer:
                 "eval": self.last_eval, "competence": self.competence}
 
     def save(self) -> None:
-        if self.out is None:
+        """Write the checkpoint (rank 0), with every rank's random state; all ranks must call it together."""
+        rng = self.ranks.gather_objects(self._random_state())
+        if self.out is None or not self.ranks.is_main:
             return
         save_checkpoint(self.out / CHECKPOINT, {
             **self.payload(), "optimizer": self.optimizer.state_dict(), "return_norm": self.return_norm.state_dict(),
             "trainer": {"agent_steps": self.agent_steps, "updates": self.updates, "train_time": self.train_time,
-                        "next_eval": self.next_eval, "competence": self.competence,
-                        "torch_rng": torch.get_rng_state(), "generator": self.generator.get_state()}})
+                        "next_eval": self.next_eval, "competence": self.competence, "rng": rng}})
 
     # ------------------------------------------------------------------------------------ rollout
     def collect(self) -> dict[str, float]:
-        """Fill the rollout buffer; return the mean metrics of the episodes that ended in it."""
+        """Fill the rollout buffer; return the mean metrics of the episodes that ended in it (on all ranks).
+
+        Sums stay on the device until the rollout ends: the step loop never waits for the host.
+        """
         cfg, env, buf = self.config, self.env, self.rollout
         gamma = cfg.ppo.gamma
-        reward_scale = float(self.return_norm.scale()) if cfg.ppo.normalize_rewards else 1.0
+        reward_scale = self.return_norm.scale() if cfg.ppo.normalize_rewards else 1.0
         obs = env.observation
         assert obs is not None
-        finished: list[dict[str, torch.Tensor]] = []
-        reward_sum = torch.zeros((), device=env.device)
+        # reward, then each episode metric weighted by whether its episode counts, then the count
+        sums = torch.zeros(len(EPISODE_METRICS) + 2, dtype=torch.float64, device=env.device)
         for t in range(cfg.ppo.rollout_steps):
             with torch.no_grad():
                 sample = self.policy.act(obs)
@@ -170,9 +214,9 @@ class Trainer:
                 raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
                                          f"{self.agent_steps:,}: {err}") from None
             reward = result.reward
-            reward_sum += reward.mean()
+            sums[0] += reward.mean()
             self.returns = self.returns * gamma + reward
-            self.return_norm.update(self.returns.reshape(-1, 1))
+            buf.discounted[t] = self.returns
             scaled = reward * reward_scale
             done = result.done
             if "done_envs" in result.info:
@@ -184,17 +228,21 @@ class Trainer:
                 if self.replay is not None:
                     kept &= ~self.replay.replayed[rows]
                 self.partial_episode[rows] = False
-                finished.append({k: v[kept] for k, v in result.info["episode"].items()})
+                weight = kept.to(sums.dtype)
+                episode = result.info["episode"]
+                sums[1:-1] += torch.stack([episode[k].to(sums.dtype) @ weight for k in EPISODE_METRICS])
+                sums[-1] += weight.sum()
             buf.rewards[t], buf.dones[t] = scaled, done.float()
             if self.replay is not None:
                 self.replay.after_step(result)
             obs = env.observation
-        metrics = {"reward": float(reward_sum) / cfg.ppo.rollout_steps}
-        if finished:
-            merged = {k: torch.cat([f[k] for f in finished]) for k in finished[0]}
-            if merged["success_rate"].numel():
-                metrics.update({f"train/{k}": float(v.mean()) for k, v in merged.items()})
-                metrics["train/episodes"] = float(merged["success_rate"].numel())
+        self.return_norm.merge(*self.ranks.moments(buf.discounted.reshape(-1, 1)))
+        totals = self.ranks.sum(sums).tolist()
+        metrics = {"reward": totals[0] / (cfg.ppo.rollout_steps * self.ranks.world_size)}
+        episodes = totals[-1]
+        if episodes:
+            metrics.update({f"train/{k}": v / episodes for k, v in zip(EPISODE_METRICS, totals[1:-1])})
+            metrics["train/episodes"] = episodes
         return metrics
 
     def update(self) -> dict[str, float]:
@@ -209,7 +257,7 @@ class Trainer:
                       log_probs=buf.log_probs.reshape(rows, -1), values=buf.values.reshape(rows, -1),
                       advantages=advantages.reshape(rows, -1), returns=returns.reshape(rows, -1))
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator,
-                           train_actor=self.updates >= cfg.ppo.critic_warmup_updates)
+                           train_actor=self.updates >= cfg.ppo.critic_warmup_updates, ranks=self.ranks)
         for name, p in self.policy.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
@@ -219,7 +267,7 @@ class Trainer:
         # A kickstarted actor keeps the statistics it learned to fly with: moving them under it (PPO's noisy
         # rollouts visit wider states) changed what the frozen actor computed and cost it half its success.
         if not cfg.kickstart.iterations:
-            self.policy.obs_norm.update(buf.obs)
+            self.policy.obs_norm.merge(*self.ranks.moments(buf.obs))
         stats["std"] = float(self.policy.actor.log_std.detach().exp().mean())
         return stats
 
@@ -250,7 +298,7 @@ class Trainer:
     # --------------------------------------------------------------------------------------- run
     def train_step(self) -> dict[str, Any]:
         """One rollout and one PPO update; returns everything worth logging about them."""
-        steps_per_update = self.config.ppo.rollout_steps * self.env.num_envs * self.env.drones
+        steps_per_update = self.config.ppo.rollout_steps * self.env.num_envs * self.env.drones * self.ranks.world_size
         started = time.perf_counter()
         self.apply_curriculum()
         record = self.collect()
@@ -269,32 +317,53 @@ class Trainer:
             record.update(window_means(self.recent))
         return record
 
-    def run(self, log: RunLog) -> None:
-        """Train until `total_steps`; on Ctrl-C or SIGTERM save a checkpoint and raise TrainingInterrupted."""
-        cfg = self.config
+    def run(self, log: RunLog | NullLog) -> None:
+        """Train until `total_steps`; on Ctrl-C or SIGTERM save a checkpoint and raise TrainingInterrupted.
+
+        The first signal lets the current update finish on every rank, then all save and stop; a second
+        one stops at once (a single process still saves; ranks keep their last periodic checkpoint).
+        """
+        cfg, ranks = self.config, self.ranks
         last_save = time.monotonic()
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while self.agent_steps < cfg.total_steps:
                 record = self.train_step()
-                if cfg.eval.every_s > 0 and self.train_time >= self.next_eval:
+                if ranks.is_main and cfg.eval.every_s > 0 and self.train_time >= self.next_eval:
                     record.update(self.evaluate())
                     self.next_eval = self.train_time + cfg.eval.every_s
                 log.update(self.agent_steps, record)
-                if time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                due = ranks.is_main and time.monotonic() - last_save >= cfg.checkpoint_every_s
+                stop, save = (flag > 0 for flag in ranks.sum(torch.tensor(
+                    [float(self.stop_requested), float(due)], device=ranks.collective_device)).tolist())
+                if stop:
+                    raise self._save_and_stop()
+                if save:
                     self.save()
                     last_save = time.monotonic()
         except KeyboardInterrupt:
-            self.save()
-            raise TrainingInterrupted(f"interrupted at agent step {self.agent_steps:,}; checkpoint saved, "
-                                      "continue with --resume") from None
+            if not ranks.distributed:
+                raise self._save_and_stop() from None
+            raise TrainingInterrupted("interrupted twice: stopped at once; --resume continues from the last "
+                                      "periodic checkpoint") from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
-        if cfg.eval.every_s > 0:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if ranks.is_main and cfg.eval.every_s > 0:
             log.update(self.agent_steps, self.evaluate())
         self.save()
-        if self.out is not None:
+        if self.out is not None and ranks.is_main:
             save_checkpoint(self.out / FINAL, self.payload())
+
+    def _save_and_stop(self) -> TrainingInterrupted:
+        self.save()
+        return TrainingInterrupted(f"interrupted at agent step {self.agent_steps:,}; checkpoint saved, "
+                                   "continue with --resume")
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
 
 
 def window_means(recent: deque[dict[str, float]]) -> dict[str, float]:
@@ -310,19 +379,30 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in config.items() if k != "total_steps"}, "env": env}
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _read_or_error(path: Path) -> dict[str, Any] | CheckpointError:
+    """The checkpoint, or the reason it cannot be read (so rank 0 can hand either to every rank)."""
+    if not path.is_file():
+        return CheckpointError(f"nothing to resume in '{path.parent}' (no {CHECKPOINT}); drop --resume to "
+                               "start fresh")
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as err:
+        return err
 
 
-def train(config: TrainConfig, out: Path, resume: bool = False) -> Trainer:
-    """Run (or resume) training into `out`: config.yaml, metrics.jsonl, tb/, checkpoint.pt, policy.pt."""
+def train(config: TrainConfig, out: Path, resume: bool = False, ranks: Ranks | None = None) -> Trainer:
+    """Run (or resume) training into `out`: config.yaml, metrics.jsonl, tb/, checkpoint.pt, policy.pt.
+
+    Started by torchrun, it joins the other ranks (see distributed.py); otherwise it trains alone.
+    """
+    ranks = ranks if ranks is not None else ranks_from_environment(config.env.device)
     out.mkdir(parents=True, exist_ok=True)
-    if resume and not (out / CHECKPOINT).is_file():
-        raise CheckpointError(f"nothing to resume in '{out}' (no {CHECKPOINT}); drop --resume to start fresh")
-    if not resume:
+    if not resume and ranks.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(to_mapping(config), sort_keys=False))
-    trainer = Trainer(config, out, resume=resume)
-    with RunLog(out, config.total_steps, trainer.agent_steps, purge_step=trainer.agent_steps if resume else None) as log:
+    trainer = Trainer(config, out, resume=resume, ranks=ranks)
+    log = (RunLog(out, config.total_steps, trainer.agent_steps, purge_step=trainer.agent_steps if resume else None)
+           if ranks.is_main else NullLog())
+    with log:
         for text in trainer.messages:
             log.message(text)
         trainer.run(log)
