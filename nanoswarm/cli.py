@@ -78,6 +78,27 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_scaling(args: argparse.Namespace) -> int:
+    from nanoswarm.training.bench import bench_scaling
+    from nanoswarm.training.config import load_train_config
+
+    config = load_train_config(args.config)
+    if args.envs is not None:
+        config.env.num_envs = args.envs
+    if args.device is not None:
+        config.env.device = args.device
+    config.compile = not args.no_compile
+    result = bench_scaling(config, Path(args.config).stem, nprocs=tuple(args.nproc), updates=args.updates,
+                           repeats=args.repeats)
+    rows = dataclasses.asdict(result)
+    shown = {k: v for k, v in rows.items() if k not in ("all_runs", "agent_steps_per_s", "speedup")}
+    shown.update({f"{n} process(es): agent-steps/s": v for n, v in result.agent_steps_per_s.items()})
+    shown.update({f"{n} process(es): speed-up": v for n, v in result.speedup.items()})
+    console.print(_table("nanoswarm bench scaling", shown))
+    _write_json(args.json, rows)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.sim_only:
         from nanoswarm.sim.demo import run_demo
@@ -401,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-compile", action="store_true", help="eager simulator step")
     tr.add_argument("--json", help="also write the result to this JSON file")
     tr.set_defaults(run=cmd_bench_train)
+    sc = targets.add_parser("scaling", help="training throughput of train --nproc N for each N, runs interleaved")
+    sc.add_argument("--config", default="swarm8", help="ready-made config name or YAML path")
+    sc.add_argument("--nproc", type=int, nargs="+", default=[1, 2], help="process counts to compare")
+    sc.add_argument("--envs", type=int, help="environments per process (default: the config's)")
+    sc.add_argument("--device", help="cpu or cuda")
+    sc.add_argument("--updates", type=int, default=3, help="measured PPO updates per run (after one warm-up)")
+    sc.add_argument("--repeats", type=int, default=3)
+    sc.add_argument("--no-compile", action="store_true", help="eager simulator step")
+    sc.add_argument("--json", help="also write the result to this JSON file")
+    sc.set_defaults(run=cmd_bench_scaling)
     bf = targets.add_parser("fly", help="flight bridge against virtual drones: telemetry and goal rates, loop "
                                         "latency, CPU")
     bf.add_argument("--drones", type=int, default=16)

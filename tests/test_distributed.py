@@ -94,3 +94,12 @@ def test_train_refuses_fewer_than_one_process(nproc, capsys):
 
     assert main(["train", "single", "--nproc", nproc]) == 2
     assert "at least 1" in capsys.readouterr().out
+
+
+def test_bench_scaling_measures_every_process_count_with_the_real_training_runs(tmp_path):
+    from nanoswarm.training.bench import bench_scaling
+
+    result = bench_scaling(tiny_config(), "tiny", nprocs=(1, 2), updates=1, repeats=1, workdir=tmp_path)
+    assert set(result.agent_steps_per_s) == {1, 2} and all(v > 0 for v in result.agent_steps_per_s.values())
+    assert result.speedup[1] == 1.0
+    assert ckpt.read_checkpoint(tmp_path / "n2_r0" / FINAL)["agent_steps"] == 2 * 2 * 96  # 2 updates of 2 ranks
