@@ -335,3 +335,21 @@ def test_sigterm_lets_the_update_finish_then_saves_a_checkpoint_that_resumes(tmp
     assert ckpt.read_checkpoint(out / CHECKPOINT)["trainer"]["updates"] == 2   # the update it was in, finished
     monkeypatch.setattr(Trainer, "train_step", original)
     assert train(tiny_config(), out, resume=True).agent_steps == 288
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; torch.cuda.is_available() is False")
+def test_training_updates_run_on_cuda_and_leave_everything_there(tmp_path):
+    config = tiny_config()
+    config.env.device = "cuda"
+    trainer = Trainer(config, out=tmp_path)
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    for _ in range(2):
+        record = trainer.train_step()
+    assert all(p.device.type == "cuda" for p in trainer.policy.parameters())
+    assert trainer.rollout.obs.device.type == "cuda" and trainer.policy.obs_norm.mean.device.type == "cuda"
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+    assert record["agent_steps_per_s"] > 0
+    trainer.save()
+    resumed = Trainer(config, out=tmp_path, resume=True)
+    assert resumed.updates == 2 and resumed.policy.obs_norm.mean.device.type == "cuda"
