@@ -553,6 +553,24 @@ class TestAppDrones:
         assert flying[-1] > flying[0], "the policy is evaluated while it flies"
         assert "IDLE -> POLICY" in "".join(console)
 
+    def test_an_app_drone_that_stops_hearing_the_laptop_holds_then_lands_by_itself(self, app: VirtualSwarm):
+        """The link-loss landing runs onboard: no command for cmdTimeout (0.5 s) means HOLD on the stock
+        controller, and lossLandMs (2 s) more means the link is gone and the app lands where it is."""
+        drone = 1
+        with connected(app.uris[drone]) as scf:
+            scf.cf.high_level_commander.takeoff(0.5, 1.0)
+            within(app, 2.0, lambda: app.positions()[drone][2] > 0.4, "take-off on the stock controller")
+            goal = app.positions()[drone]
+            fly_for(app, 0.3, lambda: scf.cf.appchannel.send_packet(command_packet(goal, COMMAND_FLY)))
+            assert app.states()[drone].mode == "POLICY"
+            lost_at = app.now()         # the laptop falls silent here; the cflib link itself stays open
+            within(app, 0.5 + 0.2, lambda: app.states()[drone].mode == "HOLD", "the stale-command fallback")
+            assert app.positions()[drone][2] > 0.25, "HOLD keeps the drone in the air"
+            within(app, 2.0 + 0.2, lambda: app.states()[drone].mode in ("LAND", "LANDED"), "the link-loss landing")
+            assert app.now() - lost_at >= 2.0, "it waited the lossLandMs grace before landing"
+            within(app, 4.0, lambda: app.states()[drone].mode == "LANDED", "touch-down")
+            assert app.positions()[drone][2] < 0.05
+
     def test_neighbours_reach_each_app_over_p2p_and_go_with_its_loss(self, app: VirtualSwarm):
         within(app, 1.0, lambda: [s.neighbors for s in app.states()] == [2, 2, 2], "every app hearing both others")
         with connected(app.uris[1]) as scf:
