@@ -82,16 +82,26 @@ class Track:
     pos: np.ndarray
 
 
+Rows = list[dict[str, Any]]
+
+
+def read_telemetry(folder: Path) -> dict[int, Rows]:
+    """Every drone's logged packets, by drone id, in the order they arrived."""
+    return {int(path.stem.split("_", 1)[1]): [json.loads(line) for line in path.read_text().splitlines()
+                                              if line.strip()]
+            for path in sorted(Path(folder).glob("telemetry_*.jsonl"))}
+
+
+def block_samples(rows: Rows, block: str, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Times (n,) and values (n, len(names)) of one drone's packets of `block`; a name a packet lacks is NaN."""
+    picked = [r for r in rows if r["block"] == block]
+    values = np.array([[r.get(name, np.nan) for name in names] for r in picked], dtype=np.float64)
+    return np.array([r["t"] for r in picked], dtype=np.float64), values.reshape(-1, len(names))
+
+
 def read_tracks(folder: Path) -> dict[int, Track]:
-    tracks = {}
-    for path in sorted(Path(folder).glob("telemetry_*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        state = [r for r in rows if r["block"] == "state"]
-        t = np.array([r["t"] for r in state], dtype=np.float64)
-        pos = np.array([[r["stateEstimate.x"], r["stateEstimate.y"], r["stateEstimate.z"]] for r in state],
-                       dtype=np.float64).reshape(-1, 3)
-        tracks[int(path.stem.split("_", 1)[1])] = Track(t=t, pos=pos)
-    return tracks
+    return {drone: Track(*block_samples(rows, "state", ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z")))
+            for drone, rows in read_telemetry(folder).items()}
 
 
 def read_events(folder: Path) -> list[Event]:

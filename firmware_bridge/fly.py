@@ -5,7 +5,7 @@
 One flight, in order: load and plan (bad manifests and missions fail here, with the field named) →
 connect every drone in parallel (deadlines, retries, shared TOC cache; links.py) → start telemetry
 (telemetry.py) → write the mode's parameters → pre-flight checks, which refuse to take off with every
-reason listed (safety.py) → the mission loop at `loop_hz` → landing → summary, log folder and plot.
+reason listed (safety.py) → the mission loop at `loop_hz` → landing → summary, log folder, plot and report.
 
 The loop, each cycle: read the latest snapshot of every drone; apply the safety rules (a lost link lands
 that drone and the others follow `on_link_loss`; low battery lands that drone; a geofence breach lands
@@ -17,8 +17,8 @@ Radio limits (crtp.md section 7): one Crazyradio serialises all of its links, an
 of USB per packet. Published experience is about 3-4 Crazyflies per radio with streamed setpoints (laptop
 mode streams full-state setpoints every cycle), about 15 per radio when the drones fly onboard and the host
 sends little (onboard mode streams a 14-byte goal packet at `command_hz`, 10 Hz by default, plus
-telemetry). The telemetry rate in the manifest costs air time too: 8 drones at 20 Hz of state plus 10 Hz of
-status is 240 packets/s. Spread the drones over several radios (radio://0/..., radio://1/...) for
+telemetry). The telemetry rate in the manifest costs air time too: 8 drones at 20 Hz of state plus 10 Hz each of
+status and motor commands is 320 packets/s. Spread the drones over several radios (radio://0/..., radio://1/...) for
 streaming modes; the bridge warns when a radio carries more than 4 drones in laptop mode. A virtual swarm
 over UDP has none of these limits, so a rehearsal says the bridge works, not that the radio will keep up.
 """
@@ -43,6 +43,7 @@ from rich.table import Table
 from nanoswarm.config import from_mapping, to_mapping
 from nanoswarm.firmware_bridge.errors import PolicyError, PreflightError
 from nanoswarm.firmware_bridge.flight_log import FlightLog
+from nanoswarm.firmware_bridge.flight_record import write_flight_report
 from nanoswarm.firmware_bridge.keys import KeyWatcher
 from nanoswarm.firmware_bridge.laptop import LaptopPolicy
 from nanoswarm.firmware_bridge.links import (DEFAULT_TOC_CACHE, DroneLink, Pacer, close_all, connect_swarm,
@@ -104,6 +105,7 @@ class FlightSummary:
                                        # cflib's, the senders', and an in-process virtual swarm's)
     log_dir: str
     plot: str | None = None
+    report: str | None = None          # report.md in the log folder (figures, metrics)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -426,5 +428,7 @@ def run_fly(swarm: str | SwarmManifest, mission: str | Mission, log_dir: str | P
         log.close()
     summary.plot = str(plot_flight(log.folder, manifest.load_arena(),
                                    title=f"{manifest.name}: {mission.name} ({mission.mode})"))
+    summary.report = str(log.folder / "report.md")
     log.write_summary(summary.as_dict())
+    write_flight_report(log.folder)
     return summary

@@ -1,10 +1,12 @@
 """Telemetry: cflib log blocks of each drone, turned into the latest `Snapshot` in SI units.
 
 Log variables use the firmware's names, so the same blocks read a real Crazyflie and the virtual one.
-A block carries at most 26 bytes and runs at most at 100 Hz (crtp.md section 3), hence four blocks:
+A block carries at most 26 bytes and runs at most at 100 Hz (crtp.md section 3), hence five blocks:
 - state, at the manifest's telemetry rate: position and velocity (6 floats, 24 B);
 - status, at 10 Hz: battery voltage and state, the supervisor's bitfield, the Kalman filter's position
   variances and, where the nanoswarm app is flashed, its mode (20 B);
+- motors, at 10 Hz: the four motor commands (16 B), for the flight's report only (nothing reads them live):
+  one packet per drone every 0.1 s is what it costs in air time;
 - attitude and rates, laptop-in-the-loop only: the quaternion (16 B) and the gyro (12 B).
 Variables a firmware lacks are left out of their block and reported by `missing`; pre-flight decides
 which absences matter.
@@ -28,6 +30,7 @@ STATE_VARS = ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z",
               "stateEstimate.vx", "stateEstimate.vy", "stateEstimate.vz")
 STATUS_VARS = ("pm.vbat", "pm.state", "supervisor.info", "kalman.varX", "kalman.varY", "kalman.varZ",
                "nanoswarm.mode")
+MOTOR_VARS = ("motor.m1", "motor.m2", "motor.m3", "motor.m4")   # 0..65535 each (firmware motors.h)
 ATTITUDE_VARS = ("stateEstimate.qw", "stateEstimate.qx", "stateEstimate.qy", "stateEstimate.qz")
 RATE_VARS = ("gyro.x", "gyro.y", "gyro.z")
 STATUS_HZ = 10.0
@@ -77,7 +80,8 @@ class DroneTelemetry:
         self._lock = threading.Lock()
         self._snap = Snapshot()
         self._sink = sink
-        wanted = [("state", STATE_VARS, telemetry_hz), ("status", STATUS_VARS, STATUS_HZ)]
+        wanted = [("state", STATE_VARS, telemetry_hz), ("status", STATUS_VARS, STATUS_HZ),
+                  ("motors", MOTOR_VARS, STATUS_HZ)]
         if attitude:
             wanted += [("attitude", ATTITUDE_VARS, telemetry_hz), ("rates", RATE_VARS, telemetry_hz)]
         self.missing = [name for _, names, _ in wanted for name in names if not link.has_log(name)]
@@ -133,6 +137,8 @@ def _merge(snap: Snapshot, block: str, data: dict[str, float], now: float) -> Sn
         return dataclasses.replace(snap, quat=vector(ATTITUDE_VARS))
     if block == "rates":
         return dataclasses.replace(snap, omega=vector(RATE_VARS, RAD_PER_DEG))
+    if block == "motors":
+        return snap   # logged for the report, not part of the live snapshot
     variances = [data[n] for n in ("kalman.varX", "kalman.varY", "kalman.varZ") if n in data]
     return dataclasses.replace(snap, status_received=now, vbat=float(data.get("pm.vbat", math.nan)),
                     pm_state=int(data.get("pm.state", -1)), supervisor=int(data.get("supervisor.info", -1)),

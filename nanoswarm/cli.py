@@ -23,6 +23,7 @@ from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
 from nanoswarm.firmware_bridge.virtual.errors import VIRTUAL_FAILURES
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
+from nanoswarm.viz.errors import VIZ_FAILURES
 
 console = Console()
 
@@ -58,8 +59,8 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from nanoswarm.training.bench import bench_train
+def _bench_train_config(args: argparse.Namespace) -> Any:
+    """The training config a benchmark runs: --config with its --envs, --device and --no-compile applied."""
     from nanoswarm.training.config import load_train_config
 
     config = load_train_config(args.config)
@@ -67,9 +68,16 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         config.env.num_envs = args.envs
     if args.device is not None:
         config.env.device = args.device
+    config.compile = not args.no_compile
+    return config
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from nanoswarm.training.bench import bench_train
+
+    config = _bench_train_config(args)
     if args.epochs is not None:
         config.ppo.epochs = args.epochs
-    config.compile = not args.no_compile
     config.seed = args.seed
     result = bench_train(config, Path(args.config).stem, updates=args.updates, repeats=args.repeats)
     rows = dataclasses.asdict(result)
@@ -80,15 +88,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 def cmd_bench_scaling(args: argparse.Namespace) -> int:
     from nanoswarm.training.bench import bench_scaling
-    from nanoswarm.training.config import load_train_config
 
-    config = load_train_config(args.config)
-    if args.envs is not None:
-        config.env.num_envs = args.envs
-    if args.device is not None:
-        config.env.device = args.device
-    config.compile = not args.no_compile
-    result = bench_scaling(config, Path(args.config).stem, nprocs=tuple(args.nproc), updates=args.updates,
+    result = bench_scaling(_bench_train_config(args), Path(args.config).stem, nprocs=tuple(args.nproc), updates=args.updates,
                            repeats=args.repeats)
     rows = dataclasses.asdict(result)
     shown = {k: v for k, v in rows.items() if k not in ("all_runs", "agent_steps_per_s", "speedup")}
@@ -147,6 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = train(config, out, resume=args.resume)
     if not trainer.ranks.is_main:
         return 0
+    from nanoswarm.viz.curves import plot_training_curves
+
+    console.print(f"training curves: {plot_training_curves(out)}")
     console.print(f"trained {trainer.agent_steps:,} agent steps in {trainer.train_time:.0f} s; "
                   f"policy in {out / 'policy.pt'}")
     if trainer.last_eval:
@@ -158,18 +162,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nanoswarm.training.evaluate import HEADLINE, evaluate_policy, eval_env_config
     from nanoswarm.training.plots import plot_trajectories
     from nanoswarm.training.checkpoint import load_policy
+    from nanoswarm.viz.report import write_report
+    from nanoswarm.sim.env import SwarmEnv
 
     policy, data = load_policy(args.checkpoint)
+    make_env, device = SwarmEnv, args.device
+    if args.backend == "pybullet":  # imported on demand: only this backend needs pybullet
+        from nanoswarm.sim.bullet.env import BulletSwarmEnv
+
+        if device not in (None, "cpu"):
+            raise ConfigError(f"--backend pybullet steps on the CPU; drop --device {device} or use --backend torch")
+        make_env, device = BulletSwarmEnv, "cpu"  # whatever device the checkpoint was trained on
     env_config = eval_env_config(data, scenario=args.scenario, drones=args.drones,
-                                 obstacle_density=args.obstacle_density, device=args.device)
-    result = evaluate_policy(policy.to(env_config.device), env_config, args.episodes, seed=args.seed)
-    metrics = {"checkpoint": str(args.checkpoint), **result.metrics}
-    console.print(_table(f"nanoswarm eval: {env_config.scenario}",
+                                 obstacle_density=args.obstacle_density, device=device)
+    if args.randomize is not None:
+        env_config = dataclasses.replace(env_config, randomize=args.randomize)
+    result = evaluate_policy(policy.to(env_config.device), env_config, args.episodes, seed=args.seed,
+                             make_env=make_env)
+    metrics = {"checkpoint": str(args.checkpoint), "backend": args.backend, "randomize": env_config.randomize,
+               **result.metrics}
+    console.print(_table(f"nanoswarm eval: {env_config.scenario} ({args.backend})",
                          {k: metrics[k] for k in (*HEADLINE, "episodes", "drones_per_swarm")}))
+    backend = "" if args.backend == "torch" else f"_{args.backend}"
     plot = args.plot or str(Path(args.json).with_suffix(".png") if args.json else
-                            Path("runs/eval") / f"{Path(args.checkpoint).stem}_{env_config.scenario}.png")
+                            Path("runs/eval") / f"{Path(args.checkpoint).stem}_{env_config.scenario}{backend}.png")
     plot_trajectories(result.trajectories, plot, title=f"{Path(args.checkpoint).name}: {env_config.scenario}")
-    console.print(f"trajectory plot: {plot}")
+    report = write_report(result.trajectories.records(), metrics, Path(plot).with_suffix(""),
+                          f"Evaluation of {Path(args.checkpoint).name}: {env_config.scenario}")
+    console.print(f"trajectory plot: {plot}  report: {report}")
     _write_json(args.json, metrics)
     return 0
 
@@ -267,12 +287,26 @@ def cmd_fly(args: argparse.Namespace) -> int:
         console.print("[yellow]stopped (Ctrl-C)[/yellow]")
         return 130
     rows = summary.as_dict()
-    shown = {k: v for k, v in rows.items() if k not in ("stream_hz", "log_dir", "plot")}
+    shown = {k: v for k, v in rows.items() if k not in ("stream_hz", "log_dir", "plot", "report")}
     shown.update({f"stream_hz {k}": v for k, v in summary.stream_hz.items()})
     console.print(_table(f"nanoswarm fly: {summary.mission} with {summary.swarm} ({summary.mode})", shown))
-    console.print(f"flight log: {summary.log_dir}  plot: {summary.plot}")
+    console.print(f"flight log: {summary.log_dir}  plot: {summary.plot}  report: {summary.report}")
     _write_json(args.json, rows)
     return 0 if summary.completed else 1
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from nanoswarm.viz.render import render
+
+    done = render(args.source, args.out, fps=args.fps, seconds=args.seconds, scenario=args.scenario,
+                  episode=args.episode, seed=args.seed, device=args.device)
+    if done.video is None:
+        console.print(f"training curves: {done.path}")
+    else:
+        v = done.video
+        console.print(f"video of the {done.kind}: {done.path} ({v.frames} frames at {v.fps} fps = {v.seconds:.1f} s, "
+                      f"{v.width}x{v.height})")
+    return 0
 
 
 def cmd_bench_fly(args: argparse.Namespace) -> int:
@@ -323,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--drones", type=int, help="drones per swarm (default: as trained)")
     ev.add_argument("--obstacle-density", type=float, help="column density for --scenario obstacles")
     ev.add_argument("--device", help="cpu or cuda")
+    ev.add_argument("--backend", choices=["torch", "pybullet"], default="torch",
+                    help="physics: the torch simulator, or pybullet as an independent check (CPU only)")
+    ev.add_argument("--randomize", action=argparse.BooleanOptionalAction,
+                    help="domain randomisation of the airframes (default: as trained); --no-randomize flies the "
+                         "nominal parameter set")
     ev.add_argument("--plot", help="trajectory plot PNG (default next to --json, else runs/eval/)")
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.set_defaults(run=cmd_eval)
@@ -398,6 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
     hil.add_argument("--json", help="also write the result to this JSON file")
     hil.set_defaults(run=cmd_hil)
 
+    ren = verbs.add_parser("render", help="draw a flight or a policy as a video (.gif, .mp4), or a training run's "
+                                          "curves (.png)")
+    ren.add_argument("source", help="a checkpoint or shipped policy name (flies one episode), a flight folder "
+                                    "(nanoswarm fly --log), or a training run folder (nanoswarm train --out)")
+    ren.add_argument("--out", required=True, help="FILE.gif or FILE.mp4 for a video, FILE.png for training curves")
+    ren.add_argument("--fps", type=int, default=20, help="video frames per second (a GIF needs one that divides 100)")
+    ren.add_argument("--seconds", type=float, help="show at most this many seconds of the flight")
+    ren.add_argument("--scenario", help="checkpoint: scenario to fly (default: the one it was trained on)")
+    ren.add_argument("--episode", type=int, default=0, help="checkpoint: which episode of the seed to fly")
+    ren.add_argument("--seed", type=int, default=0, help="checkpoint: seed of the episodes")
+    ren.add_argument("--device", help="checkpoint: cpu or cuda")
+    ren.set_defaults(run=cmd_render)
+
     bench = verbs.add_parser("bench", help="benchmarks (results belong in BENCHMARKS.md)")
     targets = bench.add_subparsers(dest="target", required=True)
     sim = targets.add_parser("sim", help="simulator agent-steps/s at the control rate, everything included")
@@ -455,6 +507,7 @@ FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     *HIL_FAILURES,
     *BRIDGE_FAILURES,
     *VIRTUAL_FAILURES,
+    *VIZ_FAILURES,
 )
 
 

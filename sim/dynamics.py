@@ -149,6 +149,35 @@ def motor_thrusts_for_wrench(collective: torch.Tensor, torque: torch.Tensor, par
                         for xs, ys, zs in zip(MOTOR_X_SIGN, MOTOR_Y_SIGN, MOTOR_YAW_SIGN)], dim=-1)
 
 
+Components = tuple[torch.Tensor, ...]
+
+
+def motor_response(state: DroneState, thrust_cmd: torch.Tensor, params: DroneParams, dt: float,
+                   noise: torch.Tensor | None) -> tuple[Components, Components, Components]:
+    """The motors over one physics step of `dt`: lagged thrusts, OU noise states and the thrusts the rotors
+    deliver, each a tuple of four (...,) tensors (M1..M4).
+
+    First-order lag with separate rise and fall constants, solved exactly over dt; noise (..., 4) are
+    standard normal draws for the OU process, None for none. Every physics backend calls this, so the
+    motors are defined once.
+    """
+    # Decay factors depend on parameters only: computed once per drone, not per motor.
+    decay_up = torch.exp(-dt / params.motor_tau_up)
+    decay_down = torch.exp(-dt / params.motor_tau_down)
+    thrust = tuple(c + (t - c) * torch.where(c > t, decay_up, decay_down)
+                   for c, t in zip(thrust_cmd.unbind(-1), state.thrust.unbind(-1)))
+
+    motor_noise = state.motor_noise.unbind(-1)
+    actual = thrust
+    if noise is not None:
+        # Exact OU update: stationary standard deviation sigma, correlation time 1/theta.
+        ou_decay = torch.exp(-params.motor_noise_theta * dt)
+        ou_scale = params.motor_noise_sigma * torch.sqrt(1.0 - ou_decay * ou_decay)
+        motor_noise = tuple(m * ou_decay + ou_scale * n for m, n in zip(motor_noise, noise.unbind(-1)))
+        actual = tuple((t * (1.0 + m)).clamp_min(0.0) for t, m in zip(thrust, motor_noise))
+    return thrust, motor_noise, actual
+
+
 def _cross(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
@@ -169,29 +198,15 @@ def physics_step(
     extra_accel: (..., 3) world acceleration from outside the airframe (downwash); None for none.
     drag: apply the parameter set's linear body-frame drag (off skips the work when it is zero).
 
-    Motors follow a first-order lag with separate rise and fall constants (solved exactly over dt);
-    translation uses semi-implicit Euler, body rates the implicit midpoint rule, and the attitude is
-    advanced by the exact quaternion exponential and renormalised, so it stays orthonormal over long
-    rollouts. The floor at z = 0 is a contact: it stops downward motion and brakes sliding and spinning.
+    Motors follow `motor_response` (first-order lag, optional OU noise); translation uses semi-implicit
+    Euler, body rates the implicit midpoint rule, and the attitude is advanced by the exact quaternion
+    exponential and renormalised, so it stays orthonormal over long rollouts. The floor at z = 0 is a
+    contact: it stops downward motion and brakes sliding and spinning.
 
     The body works on components (x, y, z as separate (...,) tensors) rather than on (..., 3) tensors:
     compiled, every loop then runs over the batch of drones and vectorises, instead of over 3 or 4.
     """
-    # Decay factors depend on parameters only: computed once per drone, not per motor.
-    decay_up = torch.exp(-dt / params.motor_tau_up)
-    decay_down = torch.exp(-dt / params.motor_tau_down)
-    thrust = tuple(c + (t - c) * torch.where(c > t, decay_up, decay_down)
-                   for c, t in zip(thrust_cmd.unbind(-1), state.thrust.unbind(-1)))
-
-    motor_noise = state.motor_noise.unbind(-1)
-    actual = thrust
-    if noise is not None:
-        # Exact OU update: stationary standard deviation sigma, correlation time 1/theta.
-        ou_decay = torch.exp(-params.motor_noise_theta * dt)
-        ou_scale = params.motor_noise_sigma * torch.sqrt(1.0 - ou_decay * ou_decay)
-        motor_noise = tuple(m * ou_decay + ou_scale * n for m, n in zip(motor_noise, noise.unbind(-1)))
-        actual = tuple((t * (1.0 + m)).clamp_min(0.0) for t, m in zip(thrust, motor_noise))
-
+    thrust, motor_noise, actual = motor_response(state, thrust_cmd, params, dt, noise)
     collective, tx, ty, tz = mixer(actual, params.rotor_xy, params.torque_to_thrust)
     qw, qx, qy, qz = state.quat.unbind(-1)
     vx, vy, vz = state.vel.unbind(-1)

@@ -119,6 +119,30 @@ def keep_in_room(pos: torch.Tensor, vel: torch.Tensor, high: tuple[float, float,
     return torch.minimum(torch.maximum(pos, lo), hi), vel, (above | below).any(-1)
 
 
+@dataclass
+class Contacts:
+    """What the drones touched during one control step, (E, M) each: what a collision model hands to the
+    shared scoring (`finish_step`), so that another physics backend reports contacts the same way."""
+
+    drone_impacts: torch.Tensor     # int64, new drone-drone impacts per drone
+    obstacle_impacts: torch.Tensor  # bool, a new column impact
+    touching_wall: torch.Tensor     # bool, touching a wall or the ceiling
+    on_floor: torch.Tensor          # bool, resting on the floor
+
+
+def delayed_commands(cmd: torch.Tensor, action_delay: DelayLine, substeps: int
+                     ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The motor command (E, M, 4) of each physics substep after the action latency, and the delay
+    line's new history: the command is pushed once per substep, as the latency is in physics steps."""
+    history = action_delay.history
+    delayed = []
+    for _ in range(substeps):
+        line = DelayLine(history=history, delay=action_delay.delay)
+        delayed.append(line.push(cmd))
+        history = line.history
+    return delayed, history
+
+
 def control_step(
     drones: DroneState, params: DroneParams, action_delay: DelayLine, downwash: torch.Tensor,
     goals: torch.Tensor, occupancy: torch.Tensor, obstacle_radius: torch.Tensor, stats: EpisodeStats,
@@ -131,14 +155,10 @@ def control_step(
     """
     motor_draw, sensing_draw, kick_draw = split_draws(uniforms, k.draws)
     action = action.clamp(-1.0, 1.0)
-    cmd = commanded_thrust(action, params)
-    history = action_delay.history
-    for i in range(k.substeps):
-        line = DelayLine(history=history, delay=action_delay.delay)
-        delayed = line.push(cmd)
-        history = line.history
+    delayed, history = delayed_commands(commanded_thrust(action, params), action_delay, k.substeps)
+    for i, cmd in enumerate(delayed):
         noise = motor_draw[i] if motor_draw is not None else None
-        drones = physics_step(drones, delayed, params, k.physics_dt, noise, downwash, k.drag)
+        drones = physics_step(drones, cmd, params, k.physics_dt, noise, downwash, k.drag)
     pw = pairwise(drones.pos, drones.vel)
     vel, pos_fix, omega, drone_impacts = resolve_drone_collisions(
         pw, drones.vel, drones.omega, k.contact_distance, k.collision, kick_draw)
@@ -153,25 +173,38 @@ def control_step(
     # Walls and ceiling last, so that no push out of a drone or a column leaves a drone outside the room.
     pos, vel, touching_wall = keep_in_room(pos, vel, k.room_high, k.restitution)
     drones = drones.replace(pos=pos, vel=vel, omega=omega)
-    wake = downwash_accel(pw, k.downwash) if k.downwash.enabled else downwash
+    contacts = Contacts(drone_impacts=drone_impacts, obstacle_impacts=obstacle_impacts, touching_wall=touching_wall,
+                        on_floor=pos[..., 2] <= FLOOR_CONTACT_HEIGHT)
+    return finish_step(drones, pw, grid, contacts, action, history, downwash, goals, stats, steps, sensing_draw,
+                       penalty_scale, k)
 
-    on_floor = pos[..., 2] <= FLOOR_CONTACT_HEIGHT
-    distance = torch.linalg.vector_norm(pos - goals, dim=-1)
+
+def finish_step(
+    drones: DroneState, pw: Pairwise, grid: torch.Tensor, contacts: Contacts, action: torch.Tensor,
+    action_history: torch.Tensor, downwash: torch.Tensor, goals: torch.Tensor, stats: EpisodeStats,
+    steps: torch.Tensor, sensing_draw: torch.Tensor | None, penalty_scale: torch.Tensor, k: StepConstants,
+) -> StepOutput:
+    """Everything of a control step after the physics: the next downwash, reward, episode counts and
+    observation of drones that have moved and collided (pw: their pairwise geometry, grid: their
+    obstacle distance grid). Shared by every physics backend, so they score and observe identically."""
+    wake = downwash_accel(pw, k.downwash) if k.downwash.enabled else downwash
+    distance = torch.linalg.vector_norm(drones.pos - goals, dim=-1)
     up_z = 1.0 - 2.0 * (drones.quat[..., 1] ** 2 + drones.quat[..., 2] ** 2)   # R[2, 2]
-    reward = step_reward(k.rewards, k.control_dt, penalty_scale, distance, action, on_floor, touching_wall, up_z,
-                         vel, omega, drone_impacts.float(), obstacle_impacts.float(), pw.dist)
+    reward = step_reward(k.rewards, k.control_dt, penalty_scale, distance, action, contacts.on_floor,
+                         contacts.touching_wall, up_z, drones.vel, drones.omega, contacts.drone_impacts.float(),
+                         contacts.obstacle_impacts.float(), pw.dist)
 
     steps = steps + 1
     counted = (steps.float() * k.control_dt > k.grace_s).unsqueeze(1)
-    drone_counted = drone_impacts * counted
-    obstacle_counted = obstacle_impacts.long() * counted
+    drone_counted = contacts.drone_impacts * counted
+    obstacle_counted = contacts.obstacle_impacts.long() * counted
     stats = EpisodeStats(
         collisions=stats.collisions + drone_counted + obstacle_counted,
         drone_collisions=stats.drone_collisions + drone_counted,
         obstacle_collisions=stats.obstacle_collisions + obstacle_counted,
-        wall_hits=stats.wall_hits + touching_wall.long(),
-        air_steps=stats.air_steps + (~on_floor).long(),
+        wall_hits=stats.wall_hits + contacts.touching_wall.long(),
+        air_steps=stats.air_steps + (~contacts.on_floor).long(),
     )
     observation = observe(drones, goals, pw, grid, k.num_neighbors, Sensing.from_normals(sensing_draw, k.sensor_sigma))
-    return StepOutput(drones=drones, action_history=history, downwash=wake, stats=stats, steps=steps,
+    return StepOutput(drones=drones, action_history=action_history, downwash=wake, stats=stats, steps=steps,
                       reward=reward, observation=observation, observation_sum=observation.sum(), distance=distance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -79,3 +80,58 @@ def tiny_config(**changes) -> TrainConfig:
     for key, value in changes.items():
         setattr(config, key, value)
     return config
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny policy saved as training saves one (its config included), flying 1 s episodes of
+    3 drones swapping goals: enough to evaluate, report and render in well under a second."""
+    from nanoswarm.config import to_mapping
+    from nanoswarm.training.checkpoint import policy_payload, save_checkpoint
+    from nanoswarm.training.train import hover_action
+    from nanoswarm.sim.observation import ObservationLayout
+    from nanoswarm.policies import SwarmPolicy
+
+    config = tiny_config()
+    config.env.scenario, config.env.episode_s = "swap_goals", 1.0
+    hover = hover_action(config.env.params)
+    policy = SwarmPolicy(ObservationLayout(num_neighbors=config.env.num_neighbors), config.policy, hover)
+    path = tmp_path_factory.mktemp("checkpoint") / "policy.pt"
+    save_checkpoint(path, {**policy_payload(policy, hover), "config": to_mapping(config)})
+    return path
+
+
+# The logged flight of `logged_flight`: the virtual8 swarm (8 drones) through missions/goal_swap.yaml, its
+# telemetry written as `nanoswarm fly` writes it. Each drone climbs 1 m/s to 1 m and drifts +x at 0.5 m/s.
+FLIGHT_S, FLIGHT_HZ = 2.0, 20.0
+FLIGHT_PHASES = ((0.0, "0:takeoff begins"), (1.0, "1:goals begins"), (1.5, "4:land begins"))
+MOTOR_COMMAND = 40000.0    # motor.mN of every drone, 0..65535
+
+
+@pytest.fixture
+def logged_flight(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: write a flight folder (with or without the motors block) and return its path."""
+    from nanoswarm.firmware_bridge.flight_log import FlightLog
+    from nanoswarm.firmware_bridge.manifest import load_manifest
+    from nanoswarm.firmware_bridge.mission import load_mission
+
+    def write(motors: bool = True, name: str = "flight") -> Path:
+        manifest = load_manifest("virtual8")
+        mission = load_mission(str(Path(__file__).resolve().parents[1] / "missions" / "goal_swap.yaml"))
+        log = FlightLog(tmp_path / name, manifest.ids, start=0.0)
+        log.write_configs(manifest=manifest, mission=mission)
+        for k in range(int(FLIGHT_S * FLIGHT_HZ) + 1):
+            t = k / FLIGHT_HZ
+            for drone in manifest.drones:
+                x, y, _ = drone.start
+                log.telemetry(drone.id, "state", t, {"stateEstimate.x": x + 0.5 * t, "stateEstimate.y": y,
+                                                     "stateEstimate.z": min(t, 1.0), "stateEstimate.vx": 0.5,
+                                                     "stateEstimate.vy": 0.0, "stateEstimate.vz": float(t < 1.0)})
+                if motors and k % 2 == 0:
+                    log.telemetry(drone.id, "motors", t, {f"motor.m{i}": MOTOR_COMMAND for i in range(1, 5)})
+        for t, message in FLIGHT_PHASES:
+            log.event("phase", message, now=t)
+        log.close()
+        return log.folder
+
+    return write

@@ -103,3 +103,13 @@ def test_bench_scaling_measures_every_process_count_with_the_real_training_runs(
     assert set(result.agent_steps_per_s) == {1, 2} and all(v > 0 for v in result.agent_steps_per_s.values())
     assert result.speedup[1] == 1.0
     assert ckpt.read_checkpoint(tmp_path / "n2_r0" / FINAL)["agent_steps"] == 2 * 2 * 96  # 2 updates of 2 ranks
+
+
+def test_launching_leaves_the_callers_signal_handlers_as_they_were(tmp_path):
+    import signal
+
+    from nanoswarm.training.distributed import launch
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert launch(1, ["train", "no_such_config"]) == 2     # a quick run that fails on its config
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

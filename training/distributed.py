@@ -14,6 +14,7 @@ identities, so the training loop has no branches for the distributed case. Proce
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -176,8 +177,14 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")   # torchrun's own default, set here to spare its warning
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "nanoswarm", *argv])
+    # torchrun's agent turns SIGINT and SIGTERM into its own exception and leaves that handler behind;
+    # the caller's handlers come back when the run is over.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run(args)
     except ChildFailedError as err:
         return err.get_first_failure()[1].exitcode or 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return 0
