@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -167,12 +168,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     policy, data = load_policy(args.checkpoint)
     make_env, device = SwarmEnv, args.device
+    if args.friction is not None and args.backend != "pybullet":
+        raise ConfigError("--friction sets pybullet's contact friction; add --backend pybullet")
     if args.backend == "pybullet":  # imported on demand: only this backend needs pybullet
         from nanoswarm.sim.bullet.env import BulletSwarmEnv
 
         if device not in (None, "cpu"):
             raise ConfigError(f"--backend pybullet steps on the CPU; drop --device {device} or use --backend torch")
-        make_env, device = BulletSwarmEnv, "cpu"  # whatever device the checkpoint was trained on
+        make_env = BulletSwarmEnv if args.friction is None else functools.partial(BulletSwarmEnv, friction=args.friction)
+        device = "cpu"  # whatever device the checkpoint was trained on
     env_config = eval_env_config(data, scenario=args.scenario, drones=args.drones,
                                  obstacle_density=args.obstacle_density, device=device)
     if args.randomize is not None:
@@ -359,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="cpu or cuda")
     ev.add_argument("--backend", choices=["torch", "pybullet"], default="torch",
                     help="physics: the torch simulator, or pybullet as an independent check (CPU only)")
+    ev.add_argument("--friction", type=float, help="pybullet's contact friction (default 0.5, plastic on plastic; "
+                                                 "0 makes contacts as frictionless as the torch simulator's)")
     ev.add_argument("--randomize", action=argparse.BooleanOptionalAction,
                     help="domain randomisation of the airframes (default: as trained); --no-randomize flies the "
                          "nominal parameter set")

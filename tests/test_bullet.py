@@ -258,3 +258,10 @@ def test_eval_runs_any_policy_on_pybullet(tmp_path):
 def test_eval_on_pybullet_refuses_a_gpu_with_the_fix(capsys):
     assert main(["eval", "single", "--backend", "pybullet", "--device", "cuda", "--episodes", "1"]) == 2
     assert "drop --device cuda" in capsys.readouterr().out
+
+
+def test_friction_is_refused_without_the_pybullet_backend(capsys):
+    from nanoswarm.cli import main
+
+    assert main(["eval", "single", "--friction", "0", "--episodes", "1"]) == 2
+    assert "add --backend pybullet" in " ".join(capsys.readouterr().out.split())
