@@ -591,21 +591,23 @@ def test_eight_drones_connect_log_take_params_and_fly_a_goal_swap(tmp_path, toc_
     assert [e.message for e in events_of(summary) if e.kind == "phase"][-1] == "3:land ended"
 
 
-def _swarm_watching_for_a_stop(n: int, base_port: int, starts: list, ready, airborne, stopped) -> None:
+def _swarm_watching_for_a_stop(n: int, base_port: int, starts: list, ready, airborne, stopped, released) -> None:
     """Child process: a virtual swarm that reports when all its drones are airborne, then the monotonic time
-    (system-wide) at which every drone's supervisor has cut its motors."""
+    (system-wide) at which every drone's supervisor has cut its motors; like real drones after an emergency
+    stop, it keeps answering until the test releases it."""
     with VirtualSwarm(n, base_port=base_port, start_positions=np.array(starts)) as swarm:
         ready.set()
         while swarm.positions()[:, 2].min() < 0.5:
             time.sleep(0.005)
         airborne.set()
         deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline:
+        cut = None
+        while time.monotonic() < deadline and cut is None:
             if all(s.state in ("EXCEPT_FREE_FALL", "LOCKED") for s in swarm.states()):
-                stopped.put(time.monotonic())
-                return
+                cut = time.monotonic()
             time.sleep(0.001)
-        stopped.put(None)
+        stopped.put(cut)
+        released.wait(60.0)
 
 
 def test_a_key_stops_every_motor_within_100_ms(tmp_path, toc_cache):
@@ -620,9 +622,9 @@ def test_a_key_stops_every_motor_within_100_ms(tmp_path, toc_cache):
     manifest = from_mapping(SwarmManifest, {**to_mapping(manifest), "drones": [
         {**to_mapping(d), "uri": f"udp://127.0.0.1:{base_port + i}"} for i, d in enumerate(manifest.drones)]})
     spawn = multiprocessing.get_context("spawn")
-    ready, airborne, stopped = spawn.Event(), spawn.Event(), spawn.Queue()
+    ready, airborne, stopped, released = spawn.Event(), spawn.Event(), spawn.Queue(), spawn.Event()
     child = spawn.Process(target=_swarm_watching_for_a_stop, daemon=True, args=(
-        8, base_port, [d.start for d in manifest.drones], ready, airborne, stopped))
+        8, base_port, [d.start for d in manifest.drones], ready, airborne, stopped, released))
     child.start()
     master, slave = pty.openpty()
     try:
@@ -637,6 +639,7 @@ def test_a_key_stops_every_motor_within_100_ms(tmp_path, toc_cache):
             summary = flight.summary()
     finally:
         os.close(master)
+        released.set()
         child.join(timeout=10.0)
     assert cut is not None, "the motors were never cut"
     assert cut - requested < 0.1, f"motors cut {(cut - requested) * 1000:.0f} ms after the key"
