@@ -353,3 +353,11 @@ def test_training_updates_run_on_cuda_and_leave_everything_there(tmp_path):
     trainer.save()
     resumed = Trainer(config, out=tmp_path, resume=True)
     assert resumed.updates == 2 and resumed.policy.obs_norm.mean.device.type == "cuda"
+
+
+def test_resume_restores_the_random_state_the_checkpoint_saved(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(total_steps=96), out)
+    saved = ckpt.read_checkpoint(out / CHECKPOINT)["trainer"]["rng"][0]
+    Trainer(tiny_config(), out, resume=True)   # (its generator goes on to stagger the fresh episodes)
+    assert torch.equal(torch.get_rng_state(), saved["torch"])   # the actions' noise continues where it stopped

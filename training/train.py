@@ -109,7 +109,8 @@ class Trainer:
         elif config.kickstart.iterations:
             self._kickstart()
         ranks.broadcast_module(self.policy)
-        torch.manual_seed(seed)          # ranks sample different actions from here on
+        if not resume:
+            torch.manual_seed(seed)      # ranks sample different actions from here on (a resume restored its own)
         self.env.reset(seed + self.updates)
         self.env.stagger(self.generator)
         # The staggered first episodes started mid-way: their metrics would mislead, so they are not reported.
