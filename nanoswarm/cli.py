@@ -122,7 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(_table("2. flown onboard by 8 virtual Crazyflies through cflib: goal swap",
                          {k: flight[k] for k in ("completed", "goals_reached", "goals_asked", "min_separation_m",
                                                  "collisions", "link_losses", "duration_s")}))
-    console.print(f"flight log: {result.flight.log_dir}  trajectory plot: {result.flight.plot}")
+    console.print(f"flight log: {result.flight.log_dir}  trajectory plot: {result.flight.plot}  "
+                  f"report: {result.flight.report}")
     _write_json(args.json, {"export": result.export, "flight": flight})
     return 0
 
