@@ -61,12 +61,6 @@ class Ranks:
             dist.all_reduce(total)
         return total
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on one (a stop request seen by one rank stops all)."""
-        if not self.distributed:
-            return flag
-        return bool(self.sum(torch.tensor([float(flag)], device=self.collective_device)) > 0)
-
     def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """Replace each gradient by its mean over ranks, in one all-reduce of a flat buffer.
 
@@ -85,30 +79,31 @@ class Ranks:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
 
+    def _pooled(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Count, sum and sum of squares per feature of the rows of `flat` (N, F) over all ranks, each (F,),
+        in one all-reduce; they stay on the device."""
+        count = torch.full((1, flat.shape[1]), float(flat.shape[0]), dtype=flat.dtype, device=flat.device)
+        n, total, squares = self.sum(torch.cat([count, flat.sum(0, keepdim=True), flat.square().sum(0, keepdim=True)]))
+        return n, total, squares
+
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Mean and (biased) variance per feature of the rows of `x` (..., F) on all ranks, and their count.
 
-        Ranks exchange count, sum and sum of squares in float64 (one all-reduce); a single process
-        computes mean and variance directly.
+        Ranks pool count, sum and sum of squares in float64; a single process computes mean and
+        variance directly.
         """
         if not self.distributed:
             return batch_moments(x)
-        flat = x.reshape(-1, x.shape[-1]).to(torch.float64)
-        count = torch.full((1, flat.shape[1]), float(flat.shape[0]), dtype=torch.float64, device=flat.device)
-        sums = self.sum(torch.cat([count, flat.sum(0, keepdim=True), flat.square().sum(0, keepdim=True)]))
-        n = float(sums[0, 0])
-        mean = sums[1] / n
-        return mean, (sums[2] / n - mean.square()).clamp_min(0.0), n
+        n, total, squares = self._pooled(x.reshape(-1, x.shape[-1]).to(torch.float64))
+        mean = total / n
+        return mean, (squares / n - mean.square()).clamp_min(0.0), float(n[0])
 
     def standardize(self, values: torch.Tensor) -> torch.Tensor:
         """(values - mean) / std over the values of all ranks, with the unbiased std, as for one batch."""
-        flat = values.reshape(-1).to(torch.float64)
-        n_local = torch.tensor([float(flat.numel())], dtype=torch.float64, device=flat.device)
-        n, total, squares = self.sum(torch.cat([n_local, flat.sum(0, keepdim=True),
-                                                flat.square().sum(0, keepdim=True)])).unbind()
+        n, total, squares = self._pooled(values.reshape(-1, 1).to(torch.float64))
         mean = total / n
         var = ((squares - n * mean.square()) / (n - 1)).clamp_min(0.0)
-        return ((values - mean.to(values.dtype)) / (var.sqrt().to(values.dtype) + 1e-8))
+        return (values - mean.to(values.dtype)) / (var.sqrt().to(values.dtype) + 1e-8)
 
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """Give every rank rank 0's parameters and buffers (normalisation statistics included)."""
