@@ -42,7 +42,9 @@ class SwarmPolicy(nn.Module):
 
     def distribution(self, normed: torch.Tensor) -> Normal:
         std = self.actor.log_std.clamp_min(self.config.min_log_std).exp()
-        return Normal(self._flat_mean(normed), std)
+        # Validating the arguments reads the device (a sync per step on a GPU) and would turn a NaN into a
+        # ValueError here; the trainer's rollout check names the NaN with its step and drone instead.
+        return Normal(self._flat_mean(normed), std, validate_args=False)
 
     def act(self, obs: torch.Tensor) -> ActionSample:
         """Sample actions for raw observations (E, M, obs), with their log-probabilities and values."""

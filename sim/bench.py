@@ -19,7 +19,7 @@ import torch
 
 from nanoswarm.sim import tensor_struct
 from nanoswarm.sim.config import EnvConfig
-from nanoswarm.sim.env import SwarmEnv
+from nanoswarm.sim.env import SwarmEnv, first_nonfinite, nonfinite_message
 
 
 @dataclass
@@ -62,8 +62,12 @@ def _state_bytes(env: SwarmEnv) -> int:
 
 
 def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bool = True) -> SimBenchResult:
-    """Median agent-steps per second of `SwarmEnv.step` for `config` (actions: uniform random)."""
-    env = SwarmEnv(config, compile=compile)
+    """Median agent-steps per second of `SwarmEnv.step` for `config` (actions: uniform random).
+
+    Stepped as the trainer steps it: the episodes each repeat restarts are drawn at its start (inside the
+    timing), NaN and Inf are looked for once per repeat, so on a GPU no step waits for the host.
+    """
+    env = SwarmEnv(config, compile=compile, check_each_step=False)
     env.reset()
     device = env.device
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -83,10 +87,14 @@ def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bo
     for _ in range(repeats):
         sync()
         start = time.perf_counter()
+        env.reserve(env.ends_within(steps))
         for i in range(steps):
             env.step(actions[i % 8])
         sync()
         rates.append(steps * env.num_envs * env.drones / (time.perf_counter() - start))
+        assert env.observation is not None
+        if (where := first_nonfinite(env.observation, 2)) is not None:
+            raise FloatingPointError(nonfinite_message("observation", env.observation, where))
     drones = env.num_envs * env.drones
     return SimBenchResult(
         device=str(device), device_name=device_name(device), drones_per_swarm=env.drones,

@@ -73,7 +73,9 @@ def nearest_indices(dist: torch.Tensor, k: int) -> torch.Tensor:
     picks = []
     for _ in range(k):
         smallest = dist.amin(-1, keepdim=True)
-        pick = torch.where(dist == smallest, order, m).amin(-1, keepdim=True)
+        # clamped: a row of NaN (a diverged drone) matches nothing; it must still index in range, so the
+        # NaN flows on to the observation, where the caller's finite check names it
+        pick = torch.where(dist == smallest, order, m).amin(-1, keepdim=True).clamp_max(m - 1)
         picks.append(pick)
         dist = torch.where(order == pick, float("inf"), dist)
     return torch.cat(picks, dim=-1) if picks else torch.zeros(*dist.shape[:-1], 0, dtype=torch.long,

@@ -2,7 +2,8 @@
 
 The environment keeps all of its state in such dataclasses with the environment as the first axis, so a
 snapshot, a restore, or a reset of some environments is one generic operation rather than a list of
-fields to keep in sync by hand.
+fields to keep in sync by hand. Host-side members (numpy arrays, such as the episode clocks) are
+handled alike, so a struct may keep some of its state on the CPU and the rest on the device.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import torch
 
 S = TypeVar("S")
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
 
 
-def map_tensors(struct: S, fn: Callable[[torch.Tensor], torch.Tensor]) -> S:
-    """A copy of `struct` with `fn` applied to every tensor, recursing into nested dataclasses."""
+def map_tensors(struct: S, fn: Callable[[Array], Array]) -> S:
+    """A copy of `struct` with `fn` applied to every tensor and array, recursing into nested dataclasses."""
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(struct):
         value = getattr(struct, f.name)
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, (torch.Tensor, np.ndarray)):
             changes[f.name] = fn(value)
         elif dataclasses.is_dataclass(value):
             changes[f.name] = map_tensors(value, fn)
@@ -28,7 +31,7 @@ def map_tensors(struct: S, fn: Callable[[torch.Tensor], torch.Tensor]) -> S:
 
 
 def clone(struct: S) -> S:
-    return map_tensors(struct, lambda t: t.clone())
+    return map_tensors(struct, lambda t: t.copy() if isinstance(t, np.ndarray) else t.clone())
 
 
 def select(struct: S, rows: torch.Tensor) -> S:
@@ -40,7 +43,7 @@ def assign(struct: Any, rows: torch.Tensor, source: Any) -> None:
     """Write `source` (as returned by `select`) into rows `rows` of `struct`, in place."""
     for f in dataclasses.fields(struct):
         value = getattr(struct, f.name)
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, (torch.Tensor, np.ndarray)):
             value[rows] = getattr(source, f.name)
         elif dataclasses.is_dataclass(value):
             assign(value, rows, getattr(source, f.name))

@@ -519,7 +519,7 @@ def test_observation_sees_new_goals_in_the_step_they_change():
         result = env.step(action)
         expected = env.state.drones.pos - env.state.goals
         assert torch.allclose(result.observation[..., rel_goal], expected, atol=1e-5), f"stale goal at step {step}"
-    assert int(env.state.next_goal_change[0]) == 40          # 0.2 s at 100 Hz, twice
+    assert int(env.clock.next_goal_change[0]) == 40          # 0.2 s at 100 Hz, twice
 
 
 def test_snapshot_restores_the_penalty_scale():

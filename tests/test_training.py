@@ -7,6 +7,7 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,7 +168,30 @@ def test_nan_in_a_rollout_stops_training_naming_step_and_drone(tmp_path, monkeyp
         return sample
 
     monkeypatch.setattr(trainer.policy, "act", act_with_nan)
-    with pytest.raises(FloatingPointError, match=r"update 0, agent step 0: the action of environment 2, drone 1"):
+    with pytest.raises(FloatingPointError, match=r"update 0, agent step 0 \(step 0 of the rollout\): the action of "
+                                                 r"environment 2, drone 1 is not finite .*the policy produced NaN"):
+        trainer.collect()
+
+
+def test_a_diverging_simulation_is_named_with_the_step_that_produced_it(monkeypatch):
+    """The rollout is checked once, at its end: the first bad quantity in time is reported, not the NaN
+    actions and rewards that follow from it."""
+    trainer = Trainer(tiny_config())
+    env = trainer.env
+    original = env.step
+    calls = []
+
+    def step_that_diverges_at_the_fifth(action):
+        result = original(action)
+        calls.append(len(calls))
+        if len(calls) == 5:
+            result.observation[1, 0, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(env, "step", step_that_diverges_at_the_fifth)
+    agent_step = 4 * env.num_envs * env.drones
+    with pytest.raises(FloatingPointError, match=rf"agent step {agent_step} \(step 4 of the rollout\): the "
+                                                 r"observation of environment 1, drone 0 is not finite .*diverged"):
         trainer.collect()
 
 
@@ -292,11 +316,13 @@ def test_collision_replay_restarts_episodes_from_before_the_collision():
         state.drones.vel[e, 0] = torch.tensor([1.0, 0.0, 0.0])
         state.drones.vel[e, 1] = torch.tensor([-1.0, 0.0, 0.0])
     replay = CollisionReplay(env, ReplayConfig(snapshot_every_s=0.05, rewind_s=0.1, capacity=4, probability=1.0,
-                                               max_replays=2), torch.Generator().manual_seed(0))
+                                               max_replays=2), np.random.default_rng(0))
     replay.active = True
     hover = torch.full((2, 2, 4), hover_action(config.params))
     for _ in range(config.episode_steps - 1):
         replay.after_step(env.step(hover))
+    assert replay.size == 0                    # collisions are stored when the rollout ends
+    replay.flush()
     assert int(state.stats.drone_collisions.sum()) > 0
     assert replay.size == 2                    # both environments collided, once stored each
     stored_clock = int(replay.buffer.state.steps[0])
@@ -305,6 +331,7 @@ def test_collision_replay_restarts_episodes_from_before_the_collision():
     replay.after_step(result)
     assert bool(result.done.all()) and bool(replay.replayed.all())
     assert set(env.state.steps.tolist()) <= set(replay.buffer.state.steps.tolist())
+    assert env.clock.steps.tolist() == env.state.steps.tolist()   # the host's clocks came along
     assert int(env.state.steps.min()) > 0       # restarted mid-episode, not from step 0
     assert int(replay.uses.sum()) == 2
 

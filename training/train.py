@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -28,7 +29,7 @@ from nanoswarm.policies import SwarmPolicy
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.policies.transfer import transfer_weights
 from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
-from nanoswarm.sim.env import EPISODE_METRICS, SwarmEnv
+from nanoswarm.sim.env import EPISODE_METRICS, SwarmEnv, first_nonfinite, nonfinite_message
 from nanoswarm.sim.params import load_params, nominal_drone_params
 from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_from_checkpoint, policy_payload,
                                            read_checkpoint, save_checkpoint)
@@ -85,14 +86,16 @@ class Trainer:
         seed = ranks.seed(config.seed)
         torch.manual_seed(config.seed)   # the same initial weights on every rank
         env_config = dataclasses.replace(config.env, seed=seed, device=ranks.device(config.env.device))
-        self.env = SwarmEnv(env_config, compile=config.compile)
+        # NaN and Inf are looked for once per rollout (`_check_rollout`), not by the environment each step.
+        self.env = SwarmEnv(env_config, compile=config.compile, check_each_step=False)
         self.hover_action = hover_action(config.env.params)
         self.policy = SwarmPolicy(self.env.layout, config.policy, self.hover_action).to(self.env.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
         self.generator.manual_seed(seed)
-        self.replay = CollisionReplay(self.env, config.replay, self.generator) if config.replay.enabled else None
+        self.replay_rng = np.random.default_rng(seed)   # the replay draws its choices on the host
+        self.replay = CollisionReplay(self.env, config.replay, self.replay_rng) if config.replay.enabled else None
         self.agent_steps = 0
         self.updates = 0
         self.train_time = 0.0          # wall seconds spent training (not evaluating), summed over resumes
@@ -165,15 +168,18 @@ class Trainer:
         self.next_eval, self.competence = t["next_eval"], t["competence"]
         self._set_random_state(t["rng"][self.ranks.rank])
 
-    def _random_state(self) -> dict[str, torch.Tensor]:
-        state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+    def _random_state(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
+                 "replay": self.replay_rng.bit_generator.state}
         if self.env.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.env.device)
         return state
 
-    def _set_random_state(self, state: dict[str, torch.Tensor]) -> None:
+    def _set_random_state(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         self.generator.set_state(state["generator"])
+        if "replay" in state:
+            self.replay_rng.bit_generator.state = state["replay"]
         if "cuda" in state and self.env.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda"], self.env.device)
 
@@ -196,24 +202,38 @@ class Trainer:
     def collect(self) -> dict[str, float]:
         """Fill the rollout buffer; return the mean metrics of the episodes that ended in it (on all ranks).
 
-        Sums stay on the device until the rollout ends: the step loop never waits for the host.
+        What reads the device happens around the step loop, never inside it: the episodes the loop will
+        restart are drawn before it, NaN or Inf is looked for and collisions are stored after it.
         """
+        self.env.reserve(self._episodes_needed())
+        sums = self._run_rollout()
+        self._check_rollout()
+        if self.replay is not None:
+            self.replay.flush()
+        self.return_norm.merge(*self.ranks.moments(self.rollout.discounted.reshape(-1, 1)))
+        totals = self.ranks.sum(sums).tolist()
+        metrics = {"reward": totals[0] / (self.config.ppo.rollout_steps * self.ranks.world_size)}
+        episodes = totals[-1]
+        if episodes:
+            metrics.update({f"train/{k}": v / episodes for k, v in zip(EPISODE_METRICS, totals[1:-1])})
+            metrics["train/episodes"] = episodes
+        return metrics
+
+    def _run_rollout(self) -> torch.Tensor:
+        """The step loop. On a GPU it only queues work: episode ends are known from the host's clocks and
+        every sum stays on the device. Returns those sums: the reward, then each episode metric weighted by
+        whether its episode counts (not a staggered or replayed start), then the number of such episodes."""
         cfg, env, buf = self.config, self.env, self.rollout
         gamma = cfg.ppo.gamma
         reward_scale = self.return_norm.scale() if cfg.ppo.normalize_rewards else 1.0
         obs = env.observation
         assert obs is not None
-        # reward, then each episode metric weighted by whether its episode counts, then the count
         sums = torch.zeros(len(EPISODE_METRICS) + 2, dtype=torch.float64, device=env.device)
         for t in range(cfg.ppo.rollout_steps):
             with torch.no_grad():
                 sample = self.policy.act(obs)
             buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = obs, sample.action, sample.log_prob, sample.value
-            try:
-                result = env.step(sample.action)
-            except FloatingPointError as err:
-                raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
-                                         f"{self.agent_steps:,}: {err}") from None
+            result = env.step(sample.action)
             reward = result.reward
             sums[0] += reward.mean()
             self.returns = self.returns * gamma + reward
@@ -237,14 +257,35 @@ class Trainer:
             if self.replay is not None:
                 self.replay.after_step(result)
             obs = env.observation
-        self.return_norm.merge(*self.ranks.moments(buf.discounted.reshape(-1, 1)))
-        totals = self.ranks.sum(sums).tolist()
-        metrics = {"reward": totals[0] / (cfg.ppo.rollout_steps * self.ranks.world_size)}
-        episodes = totals[-1]
-        if episodes:
-            metrics.update({f"train/{k}": v / episodes for k, v in zip(EPISODE_METRICS, totals[1:-1])})
-            metrics["train/episodes"] = episodes
-        return metrics
+        return sums
+
+    def _episodes_needed(self) -> int:
+        """Fresh episodes the coming rollout restarts: its time-limit ends, and as many again under collision
+        replay (a replayed episode restarts part-way through and may end once more in the same rollout)."""
+        ends = self.env.ends_within(self.config.ppo.rollout_steps)
+        return 2 * ends if self.replay is not None and self.replay.active else ends
+
+    def _check_rollout(self) -> None:
+        """Stop on the first NaN or Inf of the rollout, naming the step, the environment and the drone.
+
+        Step t takes action t and returns reward t and observation t + 1 (the last one is the environment's
+        current observation); the first bad quantity in that order is the cause, the rest its consequences.
+        """
+        buf, env = self.rollout, self.env
+        assert env.observation is not None
+        produced = (("action", buf.actions, 0), ("reward", buf.rewards.unsqueeze(-1), 0),
+                    ("observation", buf.obs[1:], 0), ("observation", env.observation.unsqueeze(0), len(buf.obs) - 1))
+        found = []
+        for order, (what, values, first_step) in enumerate(produced):
+            where = first_nonfinite(values, 3)
+            if where is not None:
+                found.append((first_step + where[0], order, what, values, where))
+        if not found:
+            return
+        t, _, what, values, where = min(found, key=lambda f: f[:2])
+        agent_step = self.agent_steps + t * env.num_envs * env.drones * self.ranks.world_size
+        raise FloatingPointError(f"training stopped at update {self.updates}, agent step {agent_step:,} (step {t} "
+                                 f"of the rollout): {nonfinite_message(what, values, where)}")
 
     def update(self) -> dict[str, float]:
         cfg, buf = self.config, self.rollout
@@ -259,8 +300,9 @@ class Trainer:
                       advantages=advantages.reshape(rows, -1), returns=returns.reshape(rows, -1))
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator,
                            train_actor=self.updates >= cfg.ppo.critic_warmup_updates, ranks=self.ranks)
-        for name, p in self.policy.named_parameters():
-            if not bool(torch.isfinite(p).all()):
+        finite = torch.stack([torch.isfinite(p).all() for p in self.policy.parameters()])
+        for (name, _), ok in zip(self.policy.named_parameters(), finite.tolist()):   # one read of the device
+            if not ok:
                 raise FloatingPointError(f"training stopped at update {self.updates}, agent step "
                                          f"{self.agent_steps:,}: parameter '{name}' became NaN or Inf; lower "
                                          "ppo.learning_rate or ppo.max_grad_norm and resume from the last checkpoint")

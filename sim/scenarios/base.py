@@ -141,8 +141,9 @@ def random_formation(ctx: ScenarioContext, n: int) -> torch.Tensor:
     shape_id = ctx.choice(n, len(cfg.formations))
     offsets = torch.zeros(n, m, 3, device=ctx.device)
     for k, shape in enumerate(cfg.formations):  # a loop over shapes, not over environments
-        rows = shape_id == k
-        offsets[rows] = formation_offsets(shape, m, spacing[rows])
+        # Each shape for every row, then a choice per row: masked indexing would read the device, and
+        # this runs inside the step loop (dynamic formations).
+        offsets = torch.where((shape_id == k).view(-1, 1, 1), formation_offsets(shape, m, spacing), offsets)
     yaw = ctx.uniform(n, low=-math.pi, high=math.pi)
     c, s = torch.cos(yaw).view(-1, 1), torch.sin(yaw).view(-1, 1)
     x, y = offsets[..., 0], offsets[..., 1]
