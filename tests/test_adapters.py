@@ -141,7 +141,9 @@ def test_vector_env_matches_the_gym_env_swarm_for_swarm():
 def test_vector_env_reports_final_observations_on_truncation():
     envs = SwarmVectorEnv(small(num_envs=3, noise=NoiseConfig.off()))
     envs.reset(seed=0)
-    envs.core.state.steps[1] += 5  # desynchronise swarm 1 so it ends alone, five steps early
+    # desynchronise swarm 1 so it ends alone, five steps early (the device's counter and the host's clock)
+    envs.core.state.steps[1] += 5
+    envs.core.clock.steps[1] += 5
     for _ in range(EPISODE_STEPS - 6):
         assert not envs.step(envs.action_space.sample())[3].any()
     before = envs.core.observation.numpy().copy()
