@@ -530,3 +530,20 @@ def test_snapshot_restores_the_penalty_scale():
     env.set_penalty_scale(1.0)
     env.restore(snap)
     assert float(env.penalty_scale) == 0.25
+
+
+def test_the_host_clock_foretells_every_episode_end(env_config):
+    """`ends_within(k)` counts exactly the episodes the next k steps end (several per environment when k
+    spans episodes), and `done` always matches the device's own step counter."""
+    env = SwarmEnv(env_config(num_envs=5, drones_per_swarm=2, num_neighbors=1, scenario="hover", episode_s=0.1))
+    env.reset()
+    env.stagger(torch.Generator().manual_seed(3))
+    foretold = env.ends_within(25)
+    action = hover_action(env)
+    ended = 0
+    for _ in range(25):
+        result = env.step(action)
+        ended += result.ended.size
+        assert result.done.tolist() == [i in result.ended for i in range(5)]
+        assert env.clock.steps.tolist() == env.state.steps.tolist()
+    assert ended == foretold >= 2 * 5
