@@ -106,7 +106,7 @@ class TrainConfig:
     init_from: str | None = None       # start from this checkpoint's policy (fine-tuning)
     # Before PPO, imitate the geometric controller (DAgger) for this many iterations (0: off); see kickstart.py.
     kickstart: DaggerConfig = field(default_factory=lambda: DaggerConfig(iterations=0))
-    compile: bool = True               # torch.compile the simulator step (needs a C++ compiler)
+    compile: bool = True               # torch.compile the simulator step and the PPO loss (needs a C++ compiler)
     seed: int = 0
 
     def validate(self) -> None:

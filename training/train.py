@@ -37,7 +37,7 @@ from nanoswarm.training.config import TrainConfig
 from nanoswarm.training.distributed import SINGLE, Ranks, ranks_from_environment
 from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
 from nanoswarm.training.kickstart import kickstart
-from nanoswarm.training.ppo import Batch, ppo_update
+from nanoswarm.training.ppo import Batch, compiled_loss, minibatch_loss, ppo_update
 from nanoswarm.training.replay import CollisionReplay
 from nanoswarm.training.rollout import Rollout, generalized_advantages
 from nanoswarm.training.runlog import NullLog, RunLog
@@ -91,6 +91,7 @@ class Trainer:
         self.hover_action = hover_action(config.env.params)
         self.policy = SwarmPolicy(self.env.layout, config.policy, self.hover_action).to(self.env.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
+        self.loss_fn = compiled_loss() if config.compile else minibatch_loss
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
         self.generator.manual_seed(seed)
@@ -299,7 +300,8 @@ class Trainer:
                       log_probs=buf.log_probs.reshape(rows, -1), values=buf.values.reshape(rows, -1),
                       advantages=advantages.reshape(rows, -1), returns=returns.reshape(rows, -1))
         stats = ppo_update(self.policy, self.optimizer, batch, cfg.ppo, self.generator,
-                           train_actor=self.updates >= cfg.ppo.critic_warmup_updates, ranks=self.ranks)
+                           train_actor=self.updates >= cfg.ppo.critic_warmup_updates, ranks=self.ranks,
+                           loss_fn=self.loss_fn)
         finite = torch.stack([torch.isfinite(p).all() for p in self.policy.parameters()])
         for (name, _), ok in zip(self.policy.named_parameters(), finite.tolist()):   # one read of the device
             if not ok:
