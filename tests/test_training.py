@@ -204,7 +204,8 @@ def test_a_diverging_simulation_is_named_with_the_step_that_produced_it(monkeypa
         result = original(action)
         calls.append(len(calls))
         if len(calls) == 5:
-            result.observation[1, 0, 0] = float("inf")
+            result.observation[1, 0, 0] = float("inf")   # a diverged state spoils the reward of the same step
+            result.reward[1, 0] = float("nan")
         return result
 
     monkeypatch.setattr(env, "step", step_that_diverges_at_the_fifth)

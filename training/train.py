@@ -269,13 +269,16 @@ class Trainer:
     def _check_rollout(self) -> None:
         """Stop on the first NaN or Inf of the rollout, naming the step, the environment and the drone.
 
-        Step t takes action t and returns reward t and observation t + 1 (the last one is the environment's
-        current observation); the first bad quantity in that order is the cause, the rest its consequences.
+        Step t takes action t and returns observation t + 1 (the last one is the environment's current
+        observation) and reward t. The first bad quantity in time is the cause, the rest its consequences; within
+        a step the action comes first, and a diverged state shows in both observation and reward, so the
+        observation is named before the reward.
         """
         buf, env = self.rollout, self.env
         assert env.observation is not None
-        produced = (("action", buf.actions, 0), ("reward", buf.rewards.unsqueeze(-1), 0),
-                    ("observation", buf.obs[1:], 0), ("observation", env.observation.unsqueeze(0), len(buf.obs) - 1))
+        produced = (("action", buf.actions, 0), ("observation", buf.obs[1:], 0),
+                    ("observation", env.observation.unsqueeze(0), len(buf.obs) - 1),
+                    ("reward", buf.rewards.unsqueeze(-1), 0))
         found = []
         for order, (what, values, first_step) in enumerate(produced):
             where = first_nonfinite(values, 3)
