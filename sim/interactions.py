@@ -73,13 +73,14 @@ def nearest_indices(dist: torch.Tensor, k: int) -> torch.Tensor:
     picks = []
     for _ in range(k):
         smallest = dist.amin(-1, keepdim=True)
-        # clamped: a row of NaN (a diverged drone) matches nothing; it must still index in range, so the
-        # NaN flows on to the observation, where the caller's finite check names it
-        pick = torch.where(dist == smallest, order, m).amin(-1, keepdim=True).clamp_max(m - 1)
+        pick = torch.where(dist == smallest, order, m).amin(-1, keepdim=True)
         picks.append(pick)
         dist = torch.where(order == pick, float("inf"), dist)
-    return torch.cat(picks, dim=-1) if picks else torch.zeros(*dist.shape[:-1], 0, dtype=torch.long,
-                                                              device=dist.device)
+    if not picks:
+        return torch.zeros(*dist.shape[:-1], 0, dtype=torch.long, device=dist.device)
+    # A row of NaN (a diverged drone) matches nothing and picks m; clamped into range, the NaN flows on to
+    # the observation, where the caller's finite check names it.
+    return torch.cat(picks, dim=-1).clamp_max(m - 1)
 
 
 def nearest_neighbors(pw: Pairwise, pos: torch.Tensor, vel: torch.Tensor, k: int
