@@ -73,8 +73,8 @@ LossFn = Callable[[SwarmPolicy, Batch, PPOConfig, bool], tuple[torch.Tensor, tor
 
 
 def compiled_loss() -> LossFn:
-    """`minibatch_loss` through torch.compile: on the 2-core CPU the minibatch loop (forward, backward,
-    Adam) ran 1.26x faster (BENCHMARKS.md), for about a minute of compilation when a run starts."""
+    """`minibatch_loss` through torch.compile: a swarm8 update ran 1.26x faster on the 2-core CPU (side by side
+    with the eager loss, BENCHMARKS.md), for about a minute of compilation when a run starts."""
     return torch.compile(minibatch_loss, dynamic=False)
 
 
