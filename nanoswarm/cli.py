@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from nanoswarm.export.errors import EXPORT_FAILURES
 from nanoswarm.firmware_bridge.errors import BRIDGE_FAILURES
 from nanoswarm.firmware_bridge.hil_errors import HIL_FAILURES
 from nanoswarm.firmware_bridge.virtual.errors import VIRTUAL_FAILURES
+from nanoswarm.sim.config import CONTACT_FRICTION
 from nanoswarm.training.checkpoint import CheckpointError
 from nanoswarm.training.train import TrainingInterrupted
 from nanoswarm.viz.errors import VIZ_FAILURES
@@ -48,7 +48,8 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
 def cmd_bench_sim(args: argparse.Namespace) -> int:
     from nanoswarm.sim.bench import bench_config, bench_sim, profile_step
 
-    config = bench_config(args.drones_per_swarm, args.obstacle_density, args.envs, args.device)
+    config = bench_config(args.drones_per_swarm, args.obstacle_density, args.envs, args.device,
+                          args.contact_friction)
     if args.profile:
         print(profile_step(config, compile=not args.no_compile))
         return 0
@@ -169,19 +170,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     policy, data = load_policy(args.checkpoint)
     make_env, device = SwarmEnv, args.device
-    if args.friction is not None and args.backend != "pybullet":
-        raise ConfigError("--friction sets pybullet's contact friction; add --backend pybullet")
     if args.backend == "pybullet":  # imported on demand: only this backend needs pybullet
         from nanoswarm.sim.bullet.env import BulletSwarmEnv
 
         if device not in (None, "cpu"):
             raise ConfigError(f"--backend pybullet steps on the CPU; drop --device {device} or use --backend torch")
-        make_env = BulletSwarmEnv if args.friction is None else functools.partial(BulletSwarmEnv, friction=args.friction)
+        make_env = BulletSwarmEnv
         device = "cpu"  # whatever device the checkpoint was trained on
     env_config = eval_env_config(data, scenario=args.scenario, drones=args.drones,
                                  obstacle_density=args.obstacle_density, device=device)
     if args.randomize is not None:
         env_config = dataclasses.replace(env_config, randomize=args.randomize)
+    if args.friction is not None:
+        env_config = dataclasses.replace(env_config, contact_friction=args.friction)
+        env_config.validate()
     result = evaluate_policy(policy.to(env_config.device), env_config, args.episodes, seed=args.seed,
                              make_env=make_env)
     metrics = {"checkpoint": str(args.checkpoint), "backend": args.backend, "randomize": env_config.randomize,
@@ -364,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="cpu or cuda")
     ev.add_argument("--backend", choices=["torch", "pybullet"], default="torch",
                     help="physics: the torch simulator, or pybullet as an independent check (CPU only)")
-    ev.add_argument("--friction", type=float, help="pybullet's contact friction (default 0.5, plastic on plastic; "
-                                                 "0 makes contacts as frictionless as the torch simulator's)")
+    ev.add_argument("--friction", type=float, help="contact friction of either backend (default 0.5, plastic on "
+                                                 "plastic; 0 makes contacts that cannot spin a drone)")
     ev.add_argument("--randomize", action=argparse.BooleanOptionalAction,
                     help="domain randomisation of the airframes (default: as trained); --no-randomize flies the "
                          "nominal parameter set")
@@ -463,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--device", default="cpu", help="cpu or cuda")
     sim.add_argument("--drones-per-swarm", type=int, default=8)
     sim.add_argument("--obstacle-density", type=float, default=0.0)
+    sim.add_argument("--contact-friction", type=float, default=CONTACT_FRICTION,
+                     help="Coulomb coefficient of the contacts (0: frictionless, to price the friction solve)")
     sim.add_argument("--envs", type=int, default=None, help="environments (default: 65536 drones in all)")
     sim.add_argument("--steps", type=int, default=100, help="control steps per repeat")
     sim.add_argument("--repeats", type=int, default=5)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from nanoswarm.sim import tensor_struct
-from nanoswarm.sim.config import EnvConfig
+from nanoswarm.sim.config import CONTACT_FRICTION, EnvConfig
 from nanoswarm.sim.env import SwarmEnv, first_nonfinite, nonfinite_message
 
 
@@ -29,6 +29,7 @@ class SimBenchResult:
     drones_per_swarm: int
     num_envs: int
     obstacle_density: float
+    contact_friction: float
     compiled: bool
     steps_per_repeat: int
     repeats: int
@@ -98,7 +99,8 @@ def bench_sim(config: EnvConfig, steps: int = 100, repeats: int = 5, compile: bo
     drones = env.num_envs * env.drones
     return SimBenchResult(
         device=str(device), device_name=device_name(device), drones_per_swarm=env.drones,
-        num_envs=env.num_envs, obstacle_density=config.obstacle_density, compiled=compile,
+        num_envs=env.num_envs, obstacle_density=config.obstacle_density,
+        contact_friction=config.contact_friction, compiled=compile,
         steps_per_repeat=steps, repeats=repeats, agent_steps_per_s=statistics.median(rates),
         agent_steps_per_s_all=rates, compile_s=compile_s, state_bytes_per_drone=_state_bytes(env) / drones,
         peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -123,11 +125,13 @@ def profile_step(config: EnvConfig, steps: int = 20, compile: bool = True, rows:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def bench_config(drones_per_swarm: int, obstacle_density: float, num_envs: int | None, device: str) -> EnvConfig:
-    """The benchmark's environment: `mix` without obstacles, `obstacles` with them; about 64 k drones."""
+def bench_config(drones_per_swarm: int, obstacle_density: float, num_envs: int | None, device: str,
+                 contact_friction: float = CONTACT_FRICTION) -> EnvConfig:
+    """The benchmark's environment: `mix` without obstacles, `obstacles` with them; about 64 k drones.
+    contact_friction 0 measures the step without the friction solve, to price it."""
     envs = num_envs if num_envs is not None else max(1, 65536 // drones_per_swarm)
     base = EnvConfig(num_envs=envs, drones_per_swarm=drones_per_swarm, device=device,
-                     num_neighbors=min(6, drones_per_swarm - 1))
+                     num_neighbors=min(6, drones_per_swarm - 1), contact_friction=contact_friction)
     if obstacle_density > 0:
         return dataclasses.replace(base, scenario="obstacles", obstacle_density=obstacle_density)
     return base

@@ -9,6 +9,13 @@ from nanoswarm.config import require
 SCENARIOS = ("hover", "random_goals", "same_goal", "swap_goals", "formation", "dynamic_formation",
              "obstacles", "mix")
 FORMATIONS = ("circle", "grid", "sphere", "cube")
+# Coulomb friction coefficient of every contact of a drone (with another drone, a column, a wall or the
+# ceiling): plastic on plastic. One value for both physics backends, the torch simulator's contact model
+# (`interactions.CollisionResponse`) and pybullet's (`bullet.world.BulletWorld`), so that a policy trained on
+# one meets the same contacts on the other: a glancing contact at the rim of a drone's collision sphere
+# spins it (about 11 rad/s in yaw for two drones passing at 2 m/s, 0.1 m apart), and a policy that never
+# met that spin in training falls out of it (issue 6).
+CONTACT_FRICTION = 0.5
 
 
 @dataclass
@@ -115,6 +122,7 @@ class EnvConfig:
     drag: bool = True                  # body drag as given by the parameter set (zero where unknown)
     restitution: float = 0.5
     collision_spin_kick: tuple[float, float] = (0.0, 0.0)  # rad/s; QSRL used (10 pi, 20 pi)
+    contact_friction: float = CONTACT_FRICTION  # Coulomb coefficient of every contact (see CONTACT_FRICTION)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     throw: ThrowConfig = field(default_factory=ThrowConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
@@ -152,6 +160,8 @@ class EnvConfig:
         require(self.success_radius > 0 and self.same_goal_success_radius > 0, "success_radius", "must be positive")
         require(self.grace_s >= 0, "grace_s", "must not be negative")
         require(0 <= self.restitution <= 1, "restitution", "must be within [0, 1]")
+        require(0 <= self.contact_friction <= 2, "contact_friction",
+                f"must be within [0, 2] (a Coulomb coefficient; 0 is frictionless), got {self.contact_friction}")
         require(self.device == "cpu" or self.device.startswith("cuda"), "device", "must be 'cpu' or 'cuda[:N]'")
 
     @property

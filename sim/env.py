@@ -149,7 +149,7 @@ class SwarmEnv:
             sensor_sigma=self._sensor_sigma,
             drag=config.drag and any(d > 0 for d in self.quad.drag),
             has_obstacles=config.scenario == "obstacles",
-            collision=CollisionResponse(config.restitution, config.collision_spin_kick),
+            collision=CollisionResponse(config.restitution, config.collision_spin_kick, config.contact_friction),
             downwash=DownwashModel(enabled=config.downwash), obstacles=self.obstacle_grid, rewards=config.rewards)
         self.max_latency_steps = self._max_latency_steps()
         self.penalty_scale = torch.ones((), device=self.device)

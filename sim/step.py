@@ -16,12 +16,14 @@ from nanoswarm.sim.config import RewardConfig
 from nanoswarm.sim.delay import DelayLine
 from nanoswarm.sim.draws import DrawLayout, split_draws
 from nanoswarm.sim.dynamics import DroneState, commanded_thrust, physics_step, quat_from_rotvec, rotation_matrix
-from nanoswarm.sim.interactions import (CollisionResponse, DownwashModel, Pairwise, downwash_accel,
-                                        nearest_neighbors, pairwise, resolve_drone_collisions)
+from nanoswarm.sim.interactions import (CollisionResponse, ContactBodies, DownwashModel, Pairwise, downwash_accel,
+                                        nearest_neighbors, pairwise, resolve_drone_collisions,
+                                        static_contact_friction)
 from nanoswarm.sim.observation import OBSTACLE_POINTS, build_observation
 from nanoswarm.sim.obstacles import CENTRE_POINT, ObstacleGrid, distance_grid, resolve_obstacle_collisions
-from nanoswarm.sim.params import DroneParams
+from nanoswarm.sim.params import GRAVITY, DroneParams
 from nanoswarm.sim.rewards import step_reward
+from nanoswarm.sim.tensor_struct import component_major
 
 FLOOR_CONTACT_HEIGHT = 1e-3  # m; the physics clamps grounded drones to z = 0 exactly
 
@@ -143,6 +145,38 @@ def delayed_commands(cmd: torch.Tensor, action_delay: DelayLine, substeps: int
     return delayed, history
 
 
+def floor_friction(before: DroneState, after: DroneState, params: DroneParams, downwash: torch.Tensor,
+                   k: StepConstants) -> DroneState:
+    """Coulomb friction of the floor on the drones that `physics_step` left grounded (z = 0), after it.
+
+    `physics_step` stops a grounded drone's downward motion and brakes its sliding and spinning (it halves
+    them every physics step, which keeps a drone resting on the floor at rest: the collision sphere alone
+    would roll away under the idling rotors' noise). The floor's normal impulse per unit mass is the
+    vertical speed it removed, the clamped speed minus the free-flight one, v_z + dt (T_z / m - g + a_dw),
+    with the collective thrust T of the substep (the rotors' thrusts as `motor_response` delivered them)
+    along the body z axis at the start of the substep (body drag, zero in every shipped parameter set, is
+    left out of this estimate). The contact point is the bottom of the collision sphere, r below the
+    centre, so friction there resists a grounded drone's turning about a horizontal axis as much as its
+    sliding (`interactions.static_contact_friction`), as pybullet's floor does: a drone that falls on the
+    floor tilted cannot right itself in place and take off again. Measured with the geometric controller
+    on a drone at rest on the floor, the control step at which it is 0.3 m up after 20 / 45 / 60 / 90 / 135
+    degrees of tilt: torch 54 / never / never / never / never, pybullet 58 / never / 195 / 287 / never (it
+    rolls upright); the brake alone, without friction: 54 / 98 / 137 / 211 / never.
+    """
+    grounded = after.pos[..., 2] <= 0.0
+    actual = (after.thrust * (1.0 + after.motor_noise)).clamp_min(0.0).sum(-1)
+    qx, qy = before.quat[..., 1], before.quat[..., 2]
+    free_vz = before.vel[..., 2] + k.physics_dt * (actual / params.mass * (1.0 - 2.0 * (qx * qx + qy * qy))
+                                                    - GRAVITY + downwash[..., 2])
+    absorbed = torch.where(grounded, (after.vel[..., 2] - free_vz).clamp_min(0.0), 0.0)
+    zero = torch.zeros_like(absorbed)
+    bodies = ContactBodies(mass=params.mass, inertia=params.inertia, rot=rotation_matrix(after.quat),
+                           radius=k.collision_radius)
+    vel, omega = static_contact_friction(after.vel - component_major(zero, zero, absorbed), after.vel, after.omega,
+                                         bodies, k.collision.friction)
+    return after.replace(vel=vel, omega=omega)
+
+
 def control_step(
     drones: DroneState, params: DroneParams, action_delay: DelayLine, downwash: torch.Tensor,
     goals: torch.Tensor, occupancy: torch.Tensor, obstacle_radius: torch.Tensor, stats: EpisodeStats,
@@ -156,13 +190,22 @@ def control_step(
     motor_draw, sensing_draw, kick_draw = split_draws(uniforms, k.draws)
     action = action.clamp(-1.0, 1.0)
     delayed, history = delayed_commands(commanded_thrust(action, params), action_delay, k.substeps)
+    # Contacts carry Coulomb friction (k.collision.friction): a tangential impulse at the rim of the
+    # collision sphere that slows the sliding and spins the drone, as pybullet's contacts do.
+    friction = k.collision.friction > 0.0
     for i, cmd in enumerate(delayed):
         noise = motor_draw[i] if motor_draw is not None else None
+        before = drones
         drones = physics_step(drones, cmd, params, k.physics_dt, noise, downwash, k.drag)
+        if friction:
+            drones = floor_friction(before, drones, params, downwash, k)
     pw = pairwise(drones.pos, drones.vel)
+    bodies = ContactBodies(mass=params.mass, inertia=params.inertia, rot=rotation_matrix(drones.quat),
+                           radius=k.collision_radius) if friction else None
     vel, pos_fix, omega, drone_impacts = resolve_drone_collisions(
-        pw, drones.vel, drones.omega, k.contact_distance, k.collision, kick_draw)
+        pw, drones.vel, drones.omega, k.contact_distance, k.collision, kick_draw, bodies)
     pos = drones.pos + pos_fix
+    before_fixed = vel                      # the columns' and walls' normal responses start from here
     if k.has_obstacles:
         grid, nearest = distance_grid(k.obstacles, occupancy, obstacle_radius, pos[..., :2])
         pos, vel, obstacle_impacts = resolve_obstacle_collisions(
@@ -172,6 +215,8 @@ def control_step(
         obstacle_impacts = torch.zeros(pos.shape[:2], dtype=torch.bool, device=pos.device)
     # Walls and ceiling last, so that no push out of a drone or a column leaves a drone outside the room.
     pos, vel, touching_wall = keep_in_room(pos, vel, k.room_high, k.restitution)
+    if bodies is not None:
+        vel, omega = static_contact_friction(before_fixed, vel, omega, bodies, k.collision.friction)
     drones = drones.replace(pos=pos, vel=vel, omega=omega)
     contacts = Contacts(drone_impacts=drone_impacts, obstacle_impacts=obstacle_impacts, touching_wall=touching_wall,
                         on_floor=pos[..., 2] <= FLOOR_CONTACT_HEIGHT)

@@ -431,8 +431,11 @@ class TestStockDrones:
             commander = scf.cf.commander
             fly_for(stock, 1.0, lambda: commander.send_velocity_world_setpoint(0.0, 0.0, 0.5, 0.0))
             assert stock.positions()[drone][2] > 0.2, "climbing at 0.5 m/s"
-            fly_for(stock, 1.0, lambda: commander.send_hover_setpoint(0.4, 0.0, 0.0, 0.5))
-            assert stock.positions()[drone][0] - start[0] > 0.1, "hovering forward (body x is world x at yaw 0)"
+            # 2 s at 0.4 m/s: the stock controller's velocity loop overshoots and wanders with the motor and
+            # sensor noise (0.2-0.55 m in 1 s over repeats), so a longer leg keeps the check clear of that spread
+            fly_for(stock, 2.0, lambda: commander.send_hover_setpoint(0.4, 0.0, 0.0, 0.5))
+            moved = stock.positions()[drone] - start
+            assert moved[0] > 0.3 and moved[0] > 2.0 * abs(moved[1]), f"hovering forward (body x is world x at yaw 0): {moved}"
             commander.send_stop_setpoint()
             commander.send_notify_setpoint_stop()
             within(stock, 1.5, lambda: stock.positions()[drone][2] < 0.01, "falling after a stop setpoint")

@@ -12,8 +12,13 @@ The environment's tensors stay the source of truth: before a step, every world w
 the previous step left them (a new episode, a restored snapshot) is set from the tensors.
 
 Not modelled: the collision spin kick (pybullet's contact response replaces ours) and body drag (refused,
-as no shipped parameter set has any). Differences that remain, by design or as pybullet has them:
-- contacts carry friction (`world.FRICTION`): a glancing contact can spin a drone, ours cannot;
+as no shipped parameter set has any). Both engines' contacts carry Coulomb friction with the same default
+coefficient (`EnvConfig.contact_friction`, default `sim.config.CONTACT_FRICTION`): a glancing contact spins the drones alike
+(within 9 %, `tests/test_bullet.py`). Differences that remain, by design or as pybullet has them:
+- pybullet solves every contact at every physics step, sequentially; ours solves the floor at every physics
+  step, the drones', columns' and walls' contacts once per control step, after the spheres overlap, all
+  pairs at once (a pile-up spins drones less: 8 drones meeting on a ring at 1.5 m/s peak at 3.5-5 rad/s
+  on average, against 10-11 rad/s in pybullet);
 - pybullet's speculative contacts stop a body a few millimetres short and return less of the approach
   speed (measured: 0.23 of it against a column at restitution 0.5, where ours returns 0.5);
 - the floor touches the collision sphere, so a landed drone rests with its centre one collision radius up
@@ -33,7 +38,7 @@ import torch
 from nanoswarm.config import ConfigError
 from nanoswarm.sim import tensor_struct
 from nanoswarm.sim.bullet.urdf import write_urdf
-from nanoswarm.sim.bullet.world import FRICTION, BulletWorld, Touching, bullet_substep, read_state
+from nanoswarm.sim.bullet.world import BulletWorld, Touching, bullet_substep, read_state
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.sim.delay import DelayLine
 from nanoswarm.sim.draws import split_draws
@@ -48,11 +53,11 @@ from nanoswarm.sim.step import Contacts, EpisodeStats, StepConstants, StepOutput
 class BulletSwarmEnv(SwarmEnv):
     """`SwarmEnv` on pybullet: one DIRECT world per environment, same interface and observation layout.
 
-    friction: Coulomb friction of every contact; 0 gives contacts like the torch simulator's, which cannot
-    spin a drone (the ablation that measures what contact friction costs a policy).
+    Every contact's Coulomb friction is the config's `contact_friction`, as in the torch simulator; 0 gives
+    contacts that cannot spin a drone (the ablation that measures what contact friction costs a policy).
     """
 
-    def __init__(self, config: EnvConfig, friction: float = FRICTION):
+    def __init__(self, config: EnvConfig):
         if config.device != "cpu":
             raise ConfigError(f"config field 'device': the pybullet backend runs on the CPU, got '{config.device}'; "
                               "use device: cpu (nanoswarm eval --backend pybullet --device cpu)")
@@ -62,7 +67,8 @@ class BulletSwarmEnv(SwarmEnv):
                               f"set '{self.quad.name}' has some; set drag: false or use a set without drag")
         self._urdf_dir = tempfile.TemporaryDirectory(prefix="nanoswarm_bullet_")
         urdf = write_urdf(self.quad, Path(self._urdf_dir.name))
-        self.worlds = [BulletWorld(urdf, self.drones, self.arena.room, self.physics_dt, config.restitution, friction)
+        self.worlds = [BulletWorld(urdf, self.drones, self.arena.room, self.physics_dt, config.restitution,
+                                  config.contact_friction)
                        for _ in range(self.num_envs)]
         self._touching = [Touching() for _ in self.worlds]  # contacts after the last physics step
         self._stepped: DroneState | None = None              # the drones as the last step left them

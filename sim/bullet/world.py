@@ -27,15 +27,12 @@ import numpy as np
 import pybullet
 import torch
 
+from nanoswarm.sim.config import CONTACT_FRICTION
 from nanoswarm.sim.dynamics import (MOTOR_X_SIGN, MOTOR_Y_SIGN, MOTOR_YAW_SIGN, DroneState, motor_response,
                                     rotation_matrix)
 from nanoswarm.sim.params import GRAVITY, DroneParams
 from nanoswarm.sim.tensor_struct import as_component_major, component_major
 from nanoswarm.sim.bullet.urdf import LOAD_FLAGS
-
-# Coulomb friction of every contact (drone, floor, walls, columns): plastic on plastic. The torch simulator's
-# contacts have none, so a glancing collision there cannot spin a drone; here it can.
-FRICTION = 0.5
 
 
 class Kind(Enum):
@@ -58,7 +55,7 @@ class BulletWorld:
     """A room of `room` = (x, y, z) metres centred on x = y = 0 with its floor at z = 0, and M drones."""
 
     def __init__(self, urdf: Path, drones: int, room: tuple[float, float, float], physics_dt: float,
-                 restitution: float, friction: float = FRICTION):
+                 restitution: float, friction: float = CONTACT_FRICTION):
         self.client = pybullet.connect(pybullet.DIRECT)
         weakref.finalize(self, pybullet.disconnect, physicsClientId=self.client)
         self._call(pybullet.setGravity, 0.0, 0.0, -GRAVITY)
