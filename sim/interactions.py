@@ -135,12 +135,16 @@ def _world_rates(omega: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, 
     return w[..., 0], w[..., 1], w[..., 2]
 
 
+def _along_body_axis(rot: torch.Tensor, k: int, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The component of a world vector (x, y, z) along body axis k (R's column k): (R^T v)_k."""
+    return rot[..., 0, k] * x + rot[..., 1, k] * y + rot[..., 2, k] * z
+
+
 def _rates_change(tx: torch.Tensor, ty: torch.Tensor, tz: torch.Tensor, rot: torch.Tensor,
                   inertia: torch.Tensor) -> torch.Tensor:
     """Body-rate change (E, M, 3) from an angular impulse with world components (E, M) each:
     I^-1 R^T (angular impulse)."""
-    return component_major(*((rot[..., 0, k] * tx + rot[..., 1, k] * ty + rot[..., 2, k] * tz) / inertia[..., k]
-                             for k in range(3)))
+    return component_major(*(_along_body_axis(rot, k, tx, ty, tz) / inertia[..., k] for k in range(3)))
 
 
 def _inverse_inertia_forms(bx: torch.Tensor, by: torch.Tensor, bz: torch.Tensor, tx: torch.Tensor,
@@ -151,8 +155,7 @@ def _inverse_inertia_forms(bx: torch.Tensor, by: torch.Tensor, bz: torch.Tensor,
     columns): A's quadratic forms are sums over the body axes k of (axis_k . b)(axis_k . t) / I_k."""
     bb = tt = bt = torch.zeros_like(bx)
     for k in range(3):
-        along_b = rot[..., 0, k] * bx + rot[..., 1, k] * by + rot[..., 2, k] * bz
-        along_t = rot[..., 0, k] * tx + rot[..., 1, k] * ty + rot[..., 2, k] * tz
+        along_b, along_t = _along_body_axis(rot, k, bx, by, bz), _along_body_axis(rot, k, tx, ty, tz)
         inv = 1.0 / inertia[..., k]
         bb, tt, bt = bb + along_b * along_b * inv, tt + along_t * along_t * inv, bt + along_b * along_t * inv
     return bb, tt, bt
