@@ -141,13 +141,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         forwarded = [args.config, "--out", str(out), *(["--resume"] if args.resume else []),
                      *(["--total-steps", str(args.total_steps)] if args.total_steps is not None else []),
-                     *(["--device", args.device] if args.device is not None else [])]
+                     *(["--device", args.device] if args.device is not None else []),
+                     *(["--seed", str(args.seed)] if args.seed is not None else [])]
         return launch(args.nproc, ["train", *forwarded])
     config = load_train_config(args.config)
     if args.total_steps is not None:
         config.total_steps = args.total_steps
     if args.device is not None:
         config.env.device = args.device
+    if args.seed is not None:
+        config.seed = args.seed
     trainer = train(config, out, resume=args.resume)
     if not trainer.ranks.is_main:
         return 0
@@ -350,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--total-steps", type=int, help="stop after this many agent steps (overrides the config)")
+    train.add_argument("--seed", type=int, help="random seed of the run (overrides the config; 3 seeds give the "
+                                                "medians in BENCHMARKS.md)")
     train.add_argument("--device", help="cpu or cuda (overrides env.device)")
     train.add_argument("--nproc", type=int, default=1,
                        help="data-parallel training processes on this machine (torchrun; each simulates the "

@@ -352,8 +352,13 @@ class SwarmEnv:
     def _change_goals(self, s: SwarmState, clock: EpisodeClock) -> None:
         """Move the goals of dynamic scenarios whose period ends with the coming step, before it is taken,
         so that its reward and observation already use the new goals. Episodes that end with the coming
-        step restart instead."""
-        due = clock.goals_due(self.config.episode_steps)
+        step restart instead.
+
+        The last goals of an episode are held for at least the shortest goal period: a formation that
+        moved half a second before the end could not be reached by any controller, and success would
+        measure the timing of the draw, not the flying."""
+        final_hold = round(self.config.goal_switch_s[0] / self.control_dt)
+        due = clock.goals_due(self.config.episode_steps - final_hold)
         if due.any():
             rows = np.flatnonzero(due)
             device_rows = torch.from_numpy(rows).to(self.device, non_blocking=True)

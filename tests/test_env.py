@@ -188,6 +188,21 @@ def test_dynamic_formation_changes_goals_after_each_goal_period():
     assert bool((history[-1].abs()[..., :2] <= high[:2]).all()) and bool((history[-1][..., 2] <= high[2]).all())
 
 
+def test_the_last_goals_of_an_episode_are_held_for_a_whole_goal_period():
+    """Goals every 0.2 s in a 1 s episode: they change at 0.2, 0.4 and 0.6 s, not at 0.8 s, which would
+    leave 0.2 s to reach a new formation."""
+    cfg = scenario_config("dynamic_formation", drones=4, envs=2, goal_switch_s=(0.2, 0.2), episode_s=1.0)
+    env = SwarmEnv(cfg)
+    env.reset()
+    action = hover_action(env)
+    history = [env.state.goals.clone()]
+    for _ in range(cfg.episode_steps - 1):
+        env.step(action)
+        history.append(env.state.goals.clone())
+    changes = [t for t in range(1, len(history)) if not torch.equal(history[t], history[t - 1])]
+    assert len(changes) == 3 and all(abs(t - expected) <= 1 for t, expected in zip(changes, (20, 40, 60)))
+
+
 def test_static_scenarios_keep_their_goals():
     env = SwarmEnv(scenario_config("formation", drones=4, envs=4, episode_s=1.0))
     env.reset()

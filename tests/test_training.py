@@ -285,6 +285,16 @@ def test_eval_env_config_keeps_training_settings_and_applies_overrides():
     assert from_mapping(EnvConfig, data["config"]["env"]).scenario == "mix"
 
 
+def test_train_cli_seed_overrides_the_configs_seed(tmp_path):
+    """`--seed` is how the 3-seed medians of BENCHMARKS.md are run from one ready-made config."""
+    import yaml
+    from nanoswarm.config import to_mapping
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(to_mapping(tiny_config())))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--seed", "7", "--total-steps", "96"]) == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 7
+
+
 def test_bench_train_reports_the_median_of_its_repeats(tmp_path):
     config = tmp_path / "tiny.yaml"
     import yaml

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nanoswarm.config import ConfigError, load_config, require
 from nanoswarm.policies.config import PolicyConfig
+from nanoswarm.sim.avoidance import AvoidanceGains
 from nanoswarm.sim.config import EnvConfig
 from nanoswarm.training.dagger import DaggerConfig
 
@@ -94,6 +95,21 @@ class EvalConfig:
 
 
 @dataclass
+class ExpertConfig:
+    """The kickstart's teacher: the geometric controller flying the velocity that reactive avoidance of
+    neighbours and columns (`sim/avoidance.py`) makes of its goal velocity."""
+
+    # Cruise speed (m/s). Among columns it must be lower: the velocity loop lags about 0.4 s behind its
+    # command (the 0.25 s falling motor constant) and columns are sensed only 0.5 m away.
+    max_speed: float = 1.5
+    avoidance: AvoidanceGains = field(default_factory=AvoidanceGains)
+
+    def validate(self) -> None:
+        require(self.max_speed > 0, "max_speed", "must be positive (m/s)")
+        self.avoidance.validate()
+
+
+@dataclass
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -106,11 +122,13 @@ class TrainConfig:
     init_from: str | None = None       # start from this checkpoint's policy (fine-tuning)
     # Before PPO, imitate the geometric controller (DAgger) for this many iterations (0: off); see kickstart.py.
     kickstart: DaggerConfig = field(default_factory=lambda: DaggerConfig(iterations=0))
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
     compile: bool = True               # torch.compile the simulator step and the PPO loss (needs a C++ compiler)
     seed: int = 0
 
     def validate(self) -> None:
-        for part in (self.env, self.policy, self.ppo, self.curriculum, self.replay, self.eval, self.kickstart):
+        for part in (self.env, self.policy, self.ppo, self.curriculum, self.replay, self.eval, self.kickstart,
+                     self.expert):
             part.validate()
         require(self.total_steps >= 1, "total_steps", "must be at least 1")
         require(not (self.init_from and self.kickstart.iterations), "kickstart",

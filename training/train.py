@@ -28,6 +28,7 @@ from nanoswarm.config import to_mapping
 from nanoswarm.policies import SwarmPolicy
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.policies.transfer import transfer_weights
+from nanoswarm.sim.controller import GeometricGains
 from nanoswarm.sim.dynamics import action_for_thrust, hover_thrust
 from nanoswarm.sim.env import EPISODE_METRICS, SwarmEnv, first_nonfinite, nonfinite_message
 from nanoswarm.sim.params import load_params, nominal_drone_params
@@ -36,7 +37,7 @@ from nanoswarm.training.checkpoint import (CheckpointError, load_policy, policy_
 from nanoswarm.training.config import TrainConfig
 from nanoswarm.training.distributed import SINGLE, Ranks, ranks_from_environment
 from nanoswarm.training.evaluate import HEADLINE, evaluate_policy
-from nanoswarm.training.kickstart import kickstart
+from nanoswarm.training.kickstart import ControllerExpert, kickstart
 from nanoswarm.training.ppo import Batch, compiled_loss, minibatch_loss, ppo_update
 from nanoswarm.training.replay import CollisionReplay
 from nanoswarm.training.rollout import Rollout, generalized_advantages
@@ -127,8 +128,12 @@ class Trainer:
         """Rank 0 teaches the actor to fly like the geometric controller; the others then copy it."""
         if self.ranks.is_main:
             start = time.perf_counter()
-            self.agent_steps += kickstart(self.policy, self.config.env, self.config.kickstart, self.config.seed,
-                                          self.messages.append)
+            cfg = self.config
+            expert = ControllerExpert(self.policy.layout, cfg.env,
+                                      GeometricGains(max_speed=cfg.expert.max_speed),
+                                      cfg.expert.avoidance)
+            self.agent_steps += kickstart(self.policy, cfg.env, cfg.kickstart, cfg.seed, self.messages.append,
+                                          expert)
             self.train_time += time.perf_counter() - start
         self.agent_steps, self.train_time = self.ranks.broadcast_object((self.agent_steps, self.train_time))
 
