@@ -19,15 +19,15 @@ from nanoswarm.sim.params import GRAVITY, DroneParams
 @dataclass(frozen=True)
 class GeometricGains:
     """Gains as accelerations, so they suit any mass and inertia. Tuned on the single-drone throw task
-    (`training/configs/single.yaml`, 256 throws, see BENCHMARKS.md): the attitude loop is as stiff as the
-    Crazyflie's 0.25 s falling motor constant allows (attitude 220 oscillated), and yaw gets a fifth of
-    roll's and pitch's gains. At equal gains a yaw error from a throw saturated the motors with yaw torque,
-    so that no roll or pitch authority was left: one thrown drone in six then fell to the floor."""
+    (`training/configs/single.yaml`, 256 throws, see BENCHMARKS.md). Two changes made the stiff attitude
+    loop possible: yaw gets a fifth of roll's and pitch's gains (at equal gains a thrown drone's yaw error
+    saturated the motors with yaw torque, leaving no roll or pitch authority), and saturating motors give
+    up collective thrust, not torque (see `velocity_control`)."""
 
-    position: float = 6.0        # 1/s^2
-    velocity: float = 4.0        # 1/s
-    attitude: float = 160.0      # 1/s^2
-    rates: float = 32.0          # 1/s
+    position: float = 8.0        # 1/s^2
+    velocity: float = 5.0        # 1/s
+    attitude: float = 230.0      # 1/s^2
+    rates: float = 40.0          # 1/s
     max_lateral_accel: float = 4.0   # m/s^2, limits the tilt
     max_speed: float = 1.5           # m/s, the position error is saturated to keep approaches gentle
     yaw_weight: float = 0.2          # yaw's gains as a fraction of roll's and pitch's
@@ -85,4 +85,8 @@ def velocity_control(desired_vel: torch.Tensor, vel: torch.Tensor, rot: torch.Te
               + torch.linalg.cross(omega, inertia * omega))
     collective = (force * rot[..., :, 2]).sum(-1).clamp_min(0.0)
     thrusts = motor_thrusts_for_wrench(collective, torque, params)
-    return action_for_thrust(thrusts.clamp_min(0.0), params)
+    # Keep the torque when a motor would saturate: lower all four by the excess, as the firmware's
+    # powerDistributionCap does. Clipping the one motor instead cut the attitude loop's authority just
+    # when it was needed (full-thrust climbs out of a throw), and the drone tumbled into the floor.
+    excess = (thrusts - params.thrust_max).amax(-1, keepdim=True).clamp_min(0.0)
+    return action_for_thrust((thrusts - excess).clamp_min(0.0), params)
