@@ -8,11 +8,15 @@ from typing import Callable
 import pytest
 import torch
 
+from nanoswarm.sim.avoidance import AvoidanceGains
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
+from nanoswarm.sim.controller import GeometricGains
 from nanoswarm.sim.dynamics import DroneState
 from nanoswarm.policies import PolicyConfig
+from nanoswarm.sim.env import SwarmEnv
 from nanoswarm.sim.params import QuadParams, load_params
 from nanoswarm.training.config import EvalConfig, PPOConfig, ReplayConfig, TrainConfig
+from nanoswarm.training.kickstart import ControllerExpert
 
 # pytest-xdist runs one worker per core: a second torch thread per worker only contends (small forward
 # passes ran ~30x slower on a loaded 2-core machine).
@@ -135,3 +139,16 @@ def logged_flight(tmp_path: Path) -> Callable[..., Path]:
         return log.folder
 
     return write
+
+
+def expert_episode(config: EnvConfig, expert_gains: GeometricGains | None = None,
+                   avoidance: AvoidanceGains | None = None) -> dict[str, torch.Tensor]:
+    """Fly one whole episode of `config` with the kickstart's expert; the episode metrics (each (E,))."""
+    env = SwarmEnv(config)
+    obs = env.reset(config.seed)
+    expert = ControllerExpert(env.layout, config, expert_gains or GeometricGains(), avoidance or AvoidanceGains())
+    with torch.inference_mode():
+        for _ in range(config.episode_steps):
+            result = env.step(expert.deterministic_action(obs))
+            obs = result.observation
+    return result.info["episode"]

@@ -16,9 +16,9 @@ from nanoswarm.sim.avoidance import AvoidanceGains, avoiding_velocity, column_av
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.controller import GeometricGains
 from nanoswarm.sim.obstacles import GRID_OFFSETS
-from nanoswarm.sim.env import SwarmEnv
 from nanoswarm.training.config import ExpertConfig
-from nanoswarm.training.kickstart import ControllerExpert
+
+from conftest import expert_episode
 
 GAINS = AvoidanceGains()
 # Switches every term off: what the plain geometric controller flies.
@@ -100,14 +100,7 @@ def test_expert_config_is_checked_and_names_the_field():
 
 def collision_rate(config: EnvConfig, gains: AvoidanceGains, max_speed: float = 1.5) -> float:
     """Fly the expert with `gains` for one whole episode; the fraction of drones that collided."""
-    env = SwarmEnv(config)
-    obs = env.reset(config.seed)
-    expert = ControllerExpert(env.layout, config, GeometricGains(max_speed=max_speed), gains)
-    with torch.inference_mode():
-        for _ in range(config.episode_steps):
-            result = env.step(expert.deterministic_action(obs))
-            obs = result.observation
-    return float(result.info["episode"]["collision_rate"].mean())
+    return float(expert_episode(config, GeometricGains(max_speed=max_speed), gains)["collision_rate"].mean())
 
 
 def test_avoidance_keeps_a_swapping_swarm_apart():

@@ -17,7 +17,7 @@ from nanoswarm.training.dagger import DaggerConfig
 from nanoswarm.training.kickstart import ControllerExpert, kickstart
 from nanoswarm.training.train import Trainer
 
-from conftest import tiny_config
+from conftest import expert_episode, tiny_config
 
 
 def noiseless_env(**changes) -> EnvConfig:
@@ -75,14 +75,7 @@ def test_trainer_counts_the_kickstarts_samples_and_keeps_its_normalisation():
 def within_goal_after_throws(gains: GeometricGains, envs: int = 48) -> float:
     """Fly the single-drone task (throws, motor noise) with the expert; the fraction within 0.1 m at the end."""
     config = dataclasses.replace(load_train_config("single").env, num_envs=envs, seed=2)
-    env = SwarmEnv(config)
-    obs = env.reset(2)
-    expert = ControllerExpert(env.layout, config, gains)
-    with torch.inference_mode():
-        for _ in range(config.episode_steps):
-            result = env.step(expert.deterministic_action(obs))
-            obs = result.observation
-    return float(result.info["episode"]["success_rate"].mean())
+    return float(expert_episode(config, gains)["success_rate"].mean())
 
 
 def test_the_expert_recovers_from_throws_and_holds_its_goal_within_10_cm():
