@@ -40,15 +40,8 @@ def _vee(skew: torch.Tensor) -> torch.Tensor:
 def geometric_control(state: DroneState, goals: torch.Tensor, params: DroneParams,
                       gains: GeometricGains = GeometricGains()) -> torch.Tensor:
     """Actions (..., 4) in [-1, 1] that fly each drone to its goal with zero yaw."""
-    return geometric_control_from(goals - state.pos, state.vel, rotation_matrix(state.quat), state.omega, params,
-                                  gains)
-
-
-def geometric_control_from(error: torch.Tensor, vel: torch.Tensor, rot: torch.Tensor, omega: torch.Tensor,
-                           params: DroneParams, gains: GeometricGains = GeometricGains()) -> torch.Tensor:
-    """The same control law from what a drone's observation holds: position error to the goal (..., 3),
-    velocity (..., 3), rotation matrix body-to-world (..., 3, 3) and body rates (..., 3)."""
-    return velocity_control(goal_velocity(error, gains), vel, rot, omega, params, gains)
+    return velocity_control(goal_velocity(goals - state.pos, gains), state.vel, rotation_matrix(state.quat),
+                            state.omega, params, gains)
 
 
 def goal_velocity(error: torch.Tensor, gains: GeometricGains = GeometricGains()) -> torch.Tensor:
