@@ -40,7 +40,7 @@ def teacher_path(tmp_path_factory):
 def small_config(**changes) -> DistillConfig:
     dagger = DaggerConfig(num_envs=4, iterations=4, rollout_steps=10, beta_decay=0.5, buffer_size=4096, epochs=20,
                           batch_size=64, learning_rate=1e-2)
-    config = DistillConfig(policy=STUDENT, dagger=dagger, eval_episodes=2)
+    config = DistillConfig(policy=STUDENT, dagger=dagger, eval_episodes=2, compile=False)
     return replace(config, **changes)
 
 

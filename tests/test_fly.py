@@ -814,7 +814,13 @@ def test_the_shipped_student_flies_the_goal_swap_onboard_reaching_every_goal_wit
                         source_sha256=file_digest(resolve_checkpoint("swarm8_student")),
                         action_meta=action_metadata(load_params("crazyflie21_sysid")))
     generate_c(model, tmp_path / "export" / "c")
-    summary = run_fly("virtual8", Path(__file__).resolve().parents[1] / "missions" / "goal_swap.yaml",
+    # The example mission as it is, but for link loss judged after 1.5 s without telemetry, not 0.5 s: in one
+    # CI-like run of the parallel suite the whole virtual swarm stalled 0.54 s (all 8 drones at once) while
+    # the other worker compiled; that is the CPU, not the link this test does not fault.
+    mission = yaml.safe_load((MISSIONS / "goal_swap.yaml").read_text())
+    mission.setdefault("safety", {})["telemetry_timeout_s"] = 1.5
+    (tmp_path / "goal_swap.yaml").write_text(yaml.safe_dump(mission))
+    summary = run_fly("virtual8", tmp_path / "goal_swap.yaml",
                       tmp_path / "flight", dry_run=True, mode="onboard", policy_dir=tmp_path / "export",
                       toc_cache=toc_cache, virtual_base_port=free_base_port(8))
     assert summary.completed and summary.aborted is None, events_of(summary)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nanoswarm.policies import PolicyConfig, SwarmPolicy, count_parameters
+from nanoswarm.policies.layers import Attention
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.sim.observation import ObservationLayout
 
@@ -92,6 +93,20 @@ def test_attention_actor_is_smaller_than_the_critic_and_sized_by_config():
     small = SwarmPolicy(LAYOUT, PolicyConfig(hidden=16, head=(32,)))
     big = SwarmPolicy(LAYOUT, PolicyConfig(hidden=64, head=(128, 128)))
     assert count_parameters(small.actor) < count_parameters(big.actor)
+
+
+@pytest.mark.parametrize("queries, tokens", [(1, 6), (2, 2), (8, 8)])
+def test_attention_equals_the_textbook_form_with_any_key_bias(queries, tokens):
+    """The folded key and the value projection after the sum are exact rewrites; a key bias, which the
+    module leaves out, cancels in the softmax."""
+    torch.manual_seed(0)
+    attention = Attention(16)
+    key_bias = torch.randn(16)
+    q, t = torch.randn(5, queries, 16), torch.randn(5, tokens, 16)
+    keys = t @ attention.key.weight.T + key_bias
+    scores = (attention.query(q) @ keys.transpose(-1, -2)) / 4.0
+    textbook = torch.softmax(scores, dim=-1) @ attention.value(t)
+    assert torch.allclose(attention(q, t), textbook, atol=1e-5)
 
 
 def test_running_norm_matches_numpy_over_many_batches():

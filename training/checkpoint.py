@@ -20,7 +20,8 @@ from nanoswarm.config import ConfigError, from_mapping, to_mapping
 from nanoswarm.policies import PolicyConfig, SwarmPolicy
 from nanoswarm.sim.observation import ObservationLayout
 
-CHECKPOINT_SCHEMA = 1
+# 2: attention keys have no bias (it never changed an output: policies/layers.py); schema 1 files hold one.
+CHECKPOINT_SCHEMA = 2
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "policies" / "pretrained"
 
 

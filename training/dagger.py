@@ -21,6 +21,9 @@ from nanoswarm.policies import SwarmPolicy
 from nanoswarm.sim.env import SwarmEnv
 
 
+LossFn = Callable[[SwarmPolicy, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 class Expert(Protocol):
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions (E, M, 4) in [-1, 1] for raw observations (E, M, obs)."""
@@ -80,15 +83,25 @@ def fly_and_label(env: SwarmEnv, obs: torch.Tensor, expert: Expert, student: Swa
     return torch.cat(seen), torch.cat(labels), obs
 
 
+def imitation_loss(student: SwarmPolicy, obs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the student's action against the expert's labels (raw observations in)."""
+    return (student.actor(student.obs_norm(obs)) - target).square().mean()
+
+
 def fit(student: SwarmPolicy, data: AggregatedData, optimizer: torch.optim.Optimizer, epochs: int,
-        batch_size: int, generator: torch.Generator) -> float:
-    """Minimise the squared error of the student's action on the aggregated data; returns the last epoch's mean."""
+        batch_size: int, generator: torch.Generator, loss_fn: LossFn = imitation_loss) -> float:
+    """Minimise the squared error of the student's action on the aggregated data; returns the last epoch's mean.
+
+    Whole batches only: the data grows every iteration, and a last batch of a new size each time would
+    recompile a compiled `loss_fn` (the rows left out differ from epoch to epoch).
+    """
     loss_sum = 0.0
+    whole = max(batch_size, data.size - data.size % batch_size)
     for _ in range(epochs):
-        order = torch.randperm(data.size, generator=generator)
+        order = torch.randperm(data.size, generator=generator)[:whole]
         loss_sum, batches = 0.0, 0
         for rows in order.split(batch_size):
-            loss = (student.actor(student.obs_norm(data.obs[rows])) - data.target[rows]).square().mean()
+            loss = loss_fn(student, data.obs[rows], data.target[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -98,14 +111,15 @@ def fit(student: SwarmPolicy, data: AggregatedData, optimizer: torch.optim.Optim
 
 
 def run_dagger(expert: Expert, student: SwarmPolicy, env: SwarmEnv, config: DaggerConfig, seed: int,
-               update_norm: bool, log: Callable[[str], None]) -> list[dict[str, float]]:
+               update_norm: bool, log: Callable[[str], None], compile: bool = False) -> list[dict[str, float]]:
     """Teach `student` (its actor, and its observation normalisation when `update_norm`) to act as `expert`
-    in `env`; returns one record per iteration."""
+    in `env`; returns one record per iteration. `compile` fits through torch.compile (BENCHMARKS.md)."""
     generator = torch.Generator().manual_seed(seed)
     obs = env.reset(seed)
     env.stagger(generator)
     dataset = AggregatedData(config.buffer_size, env.obs_size)
-    optimizer = torch.optim.Adam(student.actor.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(student.actor.parameters(), lr=config.learning_rate, fused=True)
+    loss_fn = torch.compile(imitation_loss, dynamic=False) if compile else imitation_loss
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, config.iterations), eta_min=config.learning_rate * config.lr_final_fraction)
     history = []
@@ -115,7 +129,7 @@ def run_dagger(expert: Expert, student: SwarmPolicy, env: SwarmEnv, config: Dagg
         if update_norm:
             student.obs_norm.update(seen)
         dataset.add(seen, labels)
-        loss = fit(student, dataset, optimizer, config.epochs, config.batch_size, generator)
+        loss = fit(student, dataset, optimizer, config.epochs, config.batch_size, generator, loss_fn)
         schedule.step()
         history.append({"iteration": iteration, "beta": beta, "loss": loss, "rows": dataset.size})
         log(f"DAgger iteration {iteration + 1}/{config.iterations}: beta {beta:.3f}, imitation loss {loss:.2e}, "

@@ -41,6 +41,7 @@ class DistillConfig:
     eval_scenarios: tuple[str, ...] = ()   # scenarios to compare teacher and student on; () is the teacher's own
     max_params: int = 3000             # the deployable budget: refused above it, so a report never hides it
     seed: int = 0
+    compile: bool = True               # fit through torch.compile (needs a C++ compiler)
 
     def validate(self) -> None:
         self.policy.validate()
@@ -88,7 +89,7 @@ def distill(teacher_path: str | Path, config: DistillConfig, out: Path | None = 
     env_config = replace(eval_env_config(data), num_envs=config.dagger.num_envs, seed=config.seed)
     start = time.perf_counter()
     history = run_dagger(teacher, student, SwarmEnv(env_config), config.dagger, config.seed, update_norm=False,
-                         log=log)
+                         log=log, compile=config.compile)
     distill_s = time.perf_counter() - start
     report = compare(teacher, student, env_config, config.eval_scenarios, config.eval_episodes, config.seed)
     report.update(teacher=str(teacher_path), teacher_sha256=file_digest(source),

@@ -53,11 +53,11 @@ class ControllerExpert:
 
 
 def kickstart(policy: SwarmPolicy, env_config: EnvConfig, config: DaggerConfig, seed: int,
-              log: Callable[[str], None], expert: ControllerExpert | None = None) -> int:
+              log: Callable[[str], None], expert: ControllerExpert | None = None, compile: bool = False) -> int:
     """Teach `policy` (actor and observation normalisation) to fly like `expert` (default: the geometric
     controller with default avoidance) in `env_config`'s task; returns the agent steps flown, which count
     as training samples."""
     env = SwarmEnv(dataclasses.replace(env_config, num_envs=config.num_envs, seed=seed))
     run_dagger(expert or ControllerExpert(policy.layout, env_config), policy, env, config, seed, update_norm=True,
-               log=log)
+               log=log, compile=compile)
     return config.iterations * config.rollout_steps * config.num_envs * env_config.drones_per_swarm

@@ -91,7 +91,9 @@ class Trainer:
         self.env = SwarmEnv(env_config, compile=config.compile, check_each_step=False)
         self.hover_action = hover_action(config.env.params)
         self.policy = SwarmPolicy(self.env.layout, config.policy, self.hover_action).to(self.env.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5)
+        # fused: one kernel over all parameters instead of a loop of small ops per parameter and minibatch
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5,
+                                          fused=True)
         self.loss_fn = compiled_loss() if config.compile else minibatch_loss
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
@@ -133,7 +135,7 @@ class Trainer:
                                       GeometricGains(max_speed=cfg.expert.max_speed),
                                       cfg.expert.avoidance)
             self.agent_steps += kickstart(self.policy, cfg.env, cfg.kickstart, cfg.seed, self.messages.append,
-                                          expert)
+                                          expert, compile=cfg.compile)
             self.train_time += time.perf_counter() - start
         self.agent_steps, self.train_time = self.ranks.broadcast_object((self.agent_steps, self.train_time))
 
