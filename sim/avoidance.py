@@ -9,8 +9,9 @@ a decentralised student can imitate it exactly.
 Three terms, each a velocity added to the goal velocity:
 - **neighbours, predicted**: for each neighbour, the closest approach within `horizon_s` if both keep their
   velocities; a closing pair predicted to pass closer than `safe_distance` is pushed apart, in proportion
-  to how fast it closes, along the line of closest approach and, by a right-hand rule, sideways. Both drones of a head-on pair see the rule
-  mirrored, so they pass each other instead of stopping nose to nose (the deadlock of pure repulsion);
+  to how fast it closes, along the line of closest approach and, by a right-hand rule, sideways. Both
+  drones of a head-on pair see the rule mirrored, so they pass each other instead of stopping nose to nose
+  (the deadlock of pure repulsion);
 - **neighbours, present**: a repulsion that grows as a neighbour comes within `safe_distance` now; it
   also keeps drones that share a goal apart;
 - **columns**: the distance grid's gradient is the direction away from the nearest column surface. The
