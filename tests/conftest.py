@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
-import pytest
-import torch
+# Inductor compiles in a pool of worker processes, one per core. With pytest-xdist already running one worker per
+# core, that pool only starves the other worker, whose virtual swarm then falls behind the wall clock.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from nanoswarm.sim.avoidance import AvoidanceGains
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
