@@ -1,1 +1,2 @@
-"""Placeholder package: filled by a later issue."""
+"""Export: a trained policy to ONNX, then to plain C for the Crazyflie (code generator, app, MCU cost), checked
+against onnxruntime on the host and on an emulated STM32F405."""
