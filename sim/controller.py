@@ -21,8 +21,8 @@ class GeometricGains:
     """Gains as accelerations, so they suit any mass and inertia. Tuned on the single-drone throw task
     (`training/configs/single.yaml`, 256 throws, see BENCHMARKS.md). Two changes made the stiff attitude
     loop possible: yaw gets a fifth of roll's and pitch's gains (at equal gains a thrown drone's yaw error
-    saturated the motors with yaw torque, leaving no roll or pitch authority), and saturating motors give
-    up collective thrust, not torque (see `velocity_control`)."""
+    saturated the motors with yaw torque, leaving no roll or pitch authority; yaw now also comes last in the
+    mixer), and saturating motors give up collective thrust, not torque (see `velocity_control`)."""
 
     position: float = 8.0        # 1/s^2
     velocity: float = 5.0        # 1/s
@@ -108,8 +108,8 @@ def _yaw_within_headroom(thrusts: torch.Tensor, yaw_split: torch.Tensor, params:
     """The yaw torque's motor split (..., 4; +y on one diagonal, -y on the other) scaled down to the room the
     motors have left between 0 and thrust_max. Yaw comes last: a rotor's drag torque is 4.7 mm times its
     thrust against roll's 28 mm lever, so a unit of yaw torque takes 6 times the thrust difference, and
-    given priority a thrown drone's yaw error pinned two motors at zero mid-recovery and the drone fell
-    from 2.4 m to the floor (2 of 256 throws touched down that way)."""
+    given priority, the yaw error of a drone that a net had spun pinned two motors at zero and it fell from
+    2 m to the floor."""
     room = torch.where(yaw_split > 0, params.thrust_max - thrusts, thrusts).clamp_min(0.0)
     scale = (room / yaw_split.abs().clamp_min(1e-12)).amin(-1, keepdim=True).clamp(max=1.0)
     return scale * yaw_split
