@@ -8,6 +8,8 @@ import json
 import math
 import os
 import pty
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -60,6 +62,18 @@ def mission_data(name: str = "goal_swap", **changes) -> dict:
     data = yaml.safe_load((MISSIONS / f"{name}.yaml").read_text())
     data.update(changes)
     return data
+
+
+def test_the_bridge_imports_cflib_without_turning_on_every_deprecation_warning():
+    """cflib's package import sets `simplefilter('always', DeprecationWarning)` for the whole process; a training
+    run, which imports the bridge through the CLI, then printed torch's deprecation notices. Fresh
+    interpreters, since this one imported both long ago."""
+    def filters_change(module: str) -> bool:
+        code = f"import warnings; f = list(warnings.filters); import {module}; print(warnings.filters != f)"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              timeout=60).stdout.strip() == "True"
+
+    assert filters_change("cflib") and not filters_change("nanoswarm.firmware_bridge")
 
 
 # ------------------------------------------------------------------------------- manifests and missions
