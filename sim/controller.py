@@ -81,8 +81,8 @@ def velocity_control(desired_vel: torch.Tensor, vel: torch.Tensor, rot: torch.Te
 
 
 # rad: the yaw error the attitude loop acts on is saturated here, so that the yaw rate it settles at stays
-# below MAX_YAW_ERROR * attitude / rates (1.7 rad/s at the default gains). Unsaturated, a drone thrown with
-# its heading 135 degrees off swung back at 9 rad/s, and at that spin the tilt loop went unstable.
+# below MAX_YAW_ERROR * attitude / rates (1.7 rad/s at the default gains). Unsaturated, a thrown drone whose
+# heading had drifted 135 degrees off swung back at 9 rad/s, and at that spin the tilt loop went unstable.
 MAX_YAW_ERROR = 0.3
 
 
@@ -92,8 +92,8 @@ def _tilt_then_yaw_error(thrust_axis: torch.Tensor, rot: torch.Tensor) -> torch.
     heading +x on the body z axis, faded out as the drone tilts past level.
 
     Why not Lee et al.'s error against heading +x: near 180 degrees of yaw error, the shortest rotation to
-    the desired attitude runs through a flip about a horizontal axis, and a thrown drone that had not yet
-    turned its heading was commanded (and flipped) into the floor. Yaw is then only what is left to fix."""
+    the desired attitude runs through a flip about a horizontal axis, and a thrown drone that a net had spun
+    about yaw was commanded through that flip into the floor. Yaw is then only what is left to fix."""
     yaw = torch.atan2(rot[..., 1, 0], rot[..., 0, 0])          # heading of the body x axis, 0 when vertical
     heading = torch.stack((torch.cos(yaw), torch.sin(yaw), torch.zeros_like(yaw)), dim=-1)
     b2 = torch.linalg.cross(thrust_axis, heading)               # thrust_axis points up: never along heading
