@@ -38,7 +38,7 @@ def test_the_tilt_response_does_not_depend_on_the_heading(quad):
     heading +x, the shortest way to 178 degrees off runs through a flip about a horizontal axis), and a yaw
     torque that saturates with the heading error."""
     yaw = torch.tensor([0.0, 1.5, 3.1])
-    collective, torque = wrench(quad, attitude(yaw, math.radians(20.0)), climb=0.0)
+    _, torque = wrench(quad, attitude(yaw, math.radians(20.0)), climb=0.0)
     torch.testing.assert_close(torque[1:, :2], torque[:1, :2].expand(2, 2), rtol=1e-4, atol=1e-9)
     assert float(torque[0, 0]) < 0.0                        # rights the tilt about body x
     assert abs(float(torque[0, 2])) < 1e-9 < -float(torque[1, 2])
