@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nanoswarm.policies.config import PolicyConfig
 from nanoswarm.policies.layers import Attention, mlp
@@ -35,10 +36,20 @@ class SwarmCritic(nn.Module):
         self.head = mlp([2 * h, h, 1], config.activation, last_activation=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (E, M, obs) normalised, all drones of each swarm -> values (E, M)."""
+        """obs (E, M, obs) normalised, all drones of each swarm -> values (E, M).
+
+        The head reads [own embedding, value projection of the attention's pooled embeddings]. Its first
+        layer is linear, and so is the value projection, so the two multiply into one weight over
+        [own, pooled] formed once per call (exact): each drone skips the value projection, 14 % of the
+        critic's products.
+        """
         mine = self.encoder(obs)
-        swarm = self.attention(mine, mine)
-        return self.head(torch.cat((mine, swarm), dim=-1)).squeeze(-1)
+        pooled = self.attention.pool(mine, mine)
+        first, value, h = self.head[0], self.attention.value, mine.shape[-1]
+        on_swarm = first.weight[:, h:]
+        weight = torch.cat((first.weight[:, :h], on_swarm @ value.weight), dim=1)
+        hidden = F.linear(torch.cat((mine, pooled), dim=-1), weight, first.bias + on_swarm @ value.bias)
+        return self.head[1:](hidden).squeeze(-1)
 
 
 def make_critic(obs_size: int, config: PolicyConfig) -> nn.Module:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nanoswarm.policies import PolicyConfig, SwarmPolicy, count_parameters
-from nanoswarm.policies.layers import Attention
+from nanoswarm.policies.layers import Attention, mlp, widening_linear
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.sim.observation import ObservationLayout
 
@@ -107,6 +107,34 @@ def test_attention_equals_the_textbook_form_with_any_key_bias(queries, tokens):
     scores = (attention.query(q) @ keys.transpose(-1, -2)) / 4.0
     textbook = torch.softmax(scores, dim=-1) @ attention.value(t)
     assert torch.allclose(attention(q, t), textbook, atol=1e-5)
+
+
+def test_swarm_critic_equals_its_textbook_form():
+    """The critic multiplies the attention's value projection into its head's first layer: an exact
+    rewrite of head([own, attention(own, swarm)])."""
+    torch.manual_seed(0)
+    critic = SwarmPolicy(LAYOUT, PolicyConfig(critic="swarm_attention")).critic
+    obs = torch.randn(3, 8, LAYOUT.size)
+    mine = critic.encoder(obs)
+    textbook = critic.head(torch.cat((mine, critic.attention(mine, mine)), dim=-1)).squeeze(-1)
+    assert torch.allclose(critic(obs), textbook, atol=1e-5)
+
+
+def test_widening_layers_store_their_weight_transposed_and_act_as_linear():
+    """Only the memory order differs (it makes the weight gradient cheaper): values, gradients and the
+    state dict are those of nn.Linear."""
+    torch.manual_seed(0)
+    widening = widening_linear(6, 32)
+    plain = torch.nn.Linear(6, 32)
+    plain.load_state_dict(widening.state_dict())
+    assert widening.weight.stride() == (1, 32) and plain.weight.stride() == (6, 1)
+    x = torch.randn(50, 6)
+    for layer in (widening, plain):
+        torch.tanh(layer(x)).square().sum().backward()
+    assert torch.allclose(widening(x), plain(x), atol=1e-6)
+    assert torch.allclose(widening.weight.grad, plain.weight.grad, atol=1e-5)
+    assert mlp([6, 32, 32], "tanh")[0].weight.stride() == (1, 32)
+    assert mlp([64, 32], "tanh")[0].weight.stride() == (64, 1)
 
 
 def test_running_norm_matches_numpy_over_many_batches():

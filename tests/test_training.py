@@ -14,6 +14,7 @@ import torch
 from nanoswarm.cli import main
 from nanoswarm.config import from_mapping
 from nanoswarm.policies import PolicyConfig, SwarmPolicy
+from nanoswarm.policies.compiled import compile_policy_function
 from nanoswarm.policies.policy import ActionSample
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.observation import ObservationLayout
@@ -113,6 +114,21 @@ def test_the_compiled_loss_gives_the_eager_loss_and_gradients():
     assert any(float(g.abs().max()) > 0 for g in grads)
 
 
+def test_a_rollout_with_compiled_outputs_samples_the_eager_actions():
+    """Training compiles the networks' part of `act` (`SwarmPolicy.outputs`) and samples outside it: the
+    same generator state draws the same actions, log-probabilities and values, within float tolerance."""
+    policy, obs, _ = sampled_policy(16)
+    compiled = compile_policy_function(policy.outputs)
+    samples = []
+    for outputs in (None, compiled):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            samples.append(policy.act(obs, outputs))
+    eager, fast = samples
+    for field in ("action", "log_prob", "value"):
+        assert torch.allclose(getattr(fast, field), getattr(eager, field), rtol=1e-5, atol=1e-5), field
+
+
 def test_ready_made_configs_load_and_validate():
     assert {"single", "swarm8", "swarm8_obstacles", "swarm32"} <= set(available_train_configs())
     for name in available_train_configs():
@@ -181,8 +197,8 @@ def test_nan_in_a_rollout_stops_training_naming_step_and_drone(tmp_path, monkeyp
     trainer = Trainer(tiny_config())
     original = trainer.policy.act
 
-    def act_with_nan(obs):
-        sample = original(obs)
+    def act_with_nan(obs, outputs=None):
+        sample = original(obs, outputs)
         sample.action[2, 1, 0] = float("nan")
         return sample
 

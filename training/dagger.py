@@ -18,6 +18,7 @@ import torch
 
 from nanoswarm.config import require
 from nanoswarm.policies import SwarmPolicy
+from nanoswarm.policies.compiled import compile_policy_function
 from nanoswarm.sim.env import SwarmEnv
 
 
@@ -119,7 +120,7 @@ def run_dagger(expert: Expert, student: SwarmPolicy, env: SwarmEnv, config: Dagg
     env.stagger(generator)
     dataset = AggregatedData(config.buffer_size, env.obs_size)
     optimizer = torch.optim.Adam(student.actor.parameters(), lr=config.learning_rate, fused=True)
-    loss_fn = torch.compile(imitation_loss, dynamic=False) if compile else imitation_loss
+    loss_fn = compile_policy_function(imitation_loss) if compile else imitation_loss
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, config.iterations), eta_min=config.learning_rate * config.lr_final_fraction)
     history = []

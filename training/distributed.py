@@ -110,7 +110,9 @@ class Ranks:
         if not self.distributed:
             return
         for tensor in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(tensor.data, src=0)
+            dense = tensor.data.contiguous()   # a widening layer's weight is stored transposed (layers.py)
+            dist.broadcast(dense, src=0)
+            tensor.data.copy_(dense)
 
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's `value` on every rank (any picklable object: a checkpoint, a counter, an exception)."""

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from nanoswarm.policies import SwarmPolicy
+from nanoswarm.policies.compiled import compile_policy_function
 from nanoswarm.training.config import PPOConfig
 from nanoswarm.training.distributed import SINGLE, Ranks
 
@@ -75,7 +76,7 @@ LossFn = Callable[[SwarmPolicy, Batch, PPOConfig, bool], tuple[torch.Tensor, tor
 def compiled_loss() -> LossFn:
     """`minibatch_loss` through torch.compile: a swarm8 update ran 1.26x faster on the 2-core CPU (side by side
     with the eager loss, BENCHMARKS.md), for about a minute of compilation when a run starts."""
-    return torch.compile(minibatch_loss, dynamic=False)
+    return compile_policy_function(minibatch_loss)
 
 
 def ppo_update(policy: SwarmPolicy, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig,

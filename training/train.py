@@ -26,6 +26,7 @@ import yaml
 
 from nanoswarm.config import to_mapping
 from nanoswarm.policies import SwarmPolicy
+from nanoswarm.policies.compiled import compile_policy_function
 from nanoswarm.policies.normalization import RunningNorm
 from nanoswarm.policies.transfer import transfer_weights
 from nanoswarm.sim.controller import GeometricGains
@@ -95,6 +96,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.ppo.learning_rate, eps=1e-5,
                                           fused=True)
         self.loss_fn = compiled_loss() if config.compile else minibatch_loss
+        self.policy_outputs = compile_policy_function(self.policy.outputs) if config.compile else self.policy.outputs
         self.return_norm = RunningNorm(1).to(self.env.device)
         self.generator = torch.Generator(device=self.env.device)
         self.generator.manual_seed(seed)
@@ -239,8 +241,9 @@ class Trainer:
         sums = torch.zeros(len(EPISODE_METRICS) + 2, dtype=torch.float64, device=env.device)
         for t in range(cfg.ppo.rollout_steps):
             with torch.no_grad():
-                sample = self.policy.act(obs)
-            buf.obs[t], buf.actions[t], buf.log_probs[t], buf.values[t] = obs, sample.action, sample.log_prob, sample.value
+                sample = self.policy.act(obs, self.policy_outputs)
+            buf.obs[t], buf.actions[t] = obs, sample.action
+            buf.log_probs[t], buf.values[t] = sample.log_prob, sample.value
             result = env.step(sample.action)
             reward = result.reward
             sums[0] += reward.mean()
