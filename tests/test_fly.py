@@ -43,6 +43,9 @@ from nanoswarm.sim.observation import ObservationLayout
 from nanoswarm.sim.params import load_params, nominal_drone_params
 from nanoswarm.sim.step import observe
 
+# Live links with wall-clock timeouts: `make test` runs these alone, after the rest (see the Makefile).
+pytestmark = pytest.mark.flight
+
 ROOT = Path(__file__).resolve().parents[1]
 MISSIONS = ROOT / "missions"
 LAB = load_arena("lab4x3")

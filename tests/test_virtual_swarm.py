@@ -43,6 +43,9 @@ from nanoswarm.sim.observation import ObservationLayout
 from nanoswarm.sim.params import load_params
 from nanoswarm.training.train import hover_action
 
+# Live links with wall-clock timeouts: `make test` runs these alone, after the rest (see the Makefile).
+pytestmark = pytest.mark.flight
+
 APP_SRC = Path(__file__).resolve().parents[1] / "export" / "crazyflie_app" / "src"
 # Away from 19850-19859, which other tests may scan, and from test_fly's random ports (30000 and up); each
 # pytest-xdist worker gets its own block, as tests of this file may run side by side.
