@@ -15,6 +15,7 @@ from nanoswarm.cli import main
 from nanoswarm.config import from_mapping
 from nanoswarm.policies import PolicyConfig, SwarmPolicy
 from nanoswarm.policies.compiled import compile_policy_function
+from nanoswarm.policies.normalization import batch_moments
 from nanoswarm.policies.policy import ActionSample
 from nanoswarm.sim.config import EnvConfig, NoiseConfig
 from nanoswarm.sim.observation import ObservationLayout
@@ -127,6 +128,15 @@ def test_a_rollout_with_compiled_outputs_samples_the_eager_actions():
     eager, fast = samples
     for field in ("action", "log_prob", "value"):
         assert torch.allclose(getattr(fast, field), getattr(eager, field), rtol=1e-5, atol=1e-5), field
+
+
+def test_compiled_observation_moments_are_the_eager_ones():
+    """The trainer compiles `batch_moments` for its per-update observation statistics: same float64 mean,
+    variance and count."""
+    x = torch.randn(4, 16, 3, 7) * 3 + 1
+    (mean, var, n), (c_mean, c_var, c_n) = batch_moments(x), torch.compile(batch_moments, dynamic=False)(x)
+    assert n == c_n == 192.0
+    assert torch.allclose(c_mean, mean, rtol=1e-12) and torch.allclose(c_var, var, rtol=1e-12)
 
 
 def test_ready_made_configs_load_and_validate():

@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
 
 from nanoswarm.policies.normalization import batch_moments
+
+MomentsFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, float]]
 
 RANK_SEED_STRIDE = 100_003  # seeds of rank r are the run's seed + r * stride: rank 0 is the single-process run
 
@@ -86,14 +88,14 @@ class Ranks:
         n, total, squares = self.sum(torch.cat([count, flat.sum(0, keepdim=True), flat.square().sum(0, keepdim=True)]))
         return n, total, squares
 
-    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def moments(self, x: torch.Tensor, local: MomentsFn = batch_moments) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Mean and (biased) variance per feature of the rows of `x` (..., F) on all ranks, and their count.
 
         Ranks pool count, sum and sum of squares in float64; a single process computes mean and
-        variance directly.
+        variance directly, with `local` (the trainer passes a compiled `batch_moments`).
         """
         if not self.distributed:
-            return batch_moments(x)
+            return local(x)
         n, total, squares = self._pooled(x.reshape(-1, x.shape[-1]).to(torch.float64))
         mean = total / n
         return mean, (squares / n - mean.square()).clamp_min(0.0), float(n[0])
